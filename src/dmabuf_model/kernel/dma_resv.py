@@ -195,7 +195,7 @@ def dma_resv_locking_ctx(s: KState, obj: ResvId) -> CtxId | None:
 
 def dma_resv_held(s: KState, obj: ResvId, tid: Tid) -> bool:
     """dma_resv_held - ``tid`` holds the lock of ``obj`` (lockdep's view, core-semantics §4)."""
-    return s.resvs[obj].holder == tid
+    return tid != NO_TID and s.resvs[obj].holder == tid
 
 
 def dma_resv_assert_held(
