@@ -110,4 +110,5 @@ class DmaBufSystem:
             events=self.events(),
             properties=self.properties(),
             name=name,
+            topology=self.topology,
         )

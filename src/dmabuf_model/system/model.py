@@ -215,6 +215,7 @@ class SystemModel(Model[KState, Action]):
         properties: Sequence[Property[KState]] = (),
         symmetric_slots: Sequence[Sequence[int]] = (),
         name: str = "system",
+        topology: Hashable = None,
     ) -> None:
         inits = [init] if isinstance(init, KState) else list(init)
         if not inits:
@@ -228,6 +229,8 @@ class SystemModel(Model[KState, Action]):
         self._properties = tuple(properties)
         self.symmetric_slots = tuple(tuple(g) for g in symmetric_slots)
         self.name = name
+        self.topology = topology
+        """The static machine (platform Topology), for names in traces; None without one."""
 
     # -- Model interface -----------------------------------------------------------------------
 
