@@ -9,7 +9,7 @@ KState.ext, and its attach and map_dma_buf return -ENODEV once it is set (§5.8 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dmabuf_model.kernel.dma_buf import (
     O_CLOEXEC,
@@ -45,7 +45,7 @@ from dmabuf_model.kernel.dma_resv import (
     dma_resv_wait_timeout,
 )
 from dmabuf_model.kernel.errno import ENODEV, errname
-from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, Tid
+from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, Tid, replace
 
 EXPORTER, PINNED, DYNAMIC, GPU_JOB = 0, 1, 2, 3
 THREAD_NAMES = {EXPORTER: "exporter", PINNED: "iommufd", DYNAMIC: "gpu", GPU_JOB: "gpu-job"}

@@ -41,7 +41,7 @@ the BAR only through the IOVAs mapped here (platform dma_submit_iova).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from dmabuf_model.check.model import Property
@@ -75,6 +75,7 @@ from dmabuf_model.kernel.state import (
     KState,
     LockId,
     Tid,
+    replace,
     tuple_set,
     warn,
 )

@@ -22,7 +22,7 @@ vunmap; release frees the pages. attach->peer2peer is ignored: these are normal 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
@@ -42,7 +42,7 @@ from dmabuf_model.kernel.dma_buf import (
     fd_lookup,
 )
 from dmabuf_model.kernel.dma_resv import dma_resv_assert_held
-from dmabuf_model.kernel.state import AttachId, BufId, Fd, KState, SgtId, Tid, tuple_set
+from dmabuf_model.kernel.state import AttachId, BufId, Fd, KState, SgtId, Tid, replace, tuple_set
 from dmabuf_model.platform.dma import dma_map_phys, dma_unmap_phys
 from dmabuf_model.platform.memory import ram_alloc, ram_free
 from dmabuf_model.system.model import EnvEvent, run_thread

@@ -66,7 +66,7 @@ the entries of their sg_table; the importers read the same convention from any e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -127,6 +127,7 @@ from dmabuf_model.kernel.state import (
     ResvId,
     SgtId,
     Tid,
+    replace,
     tuple_set,
 )
 from dmabuf_model.platform.dma import (

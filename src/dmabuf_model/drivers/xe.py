@@ -30,14 +30,13 @@ BO (xe_bo_evict; a failure would WARN, none happens in the model). VMs rebind on
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import ClassVar
 
 from dmabuf_model.drivers.base import Option
 from dmabuf_model.drivers.ttm import TtmExporter, TtmExporterState, TtmPlacement, TtmSgImporter
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import DmaBufOps, DmaDataDirection, MapResult
-from dmabuf_model.kernel.state import AttachId, BufId, KState, Tid
+from dmabuf_model.kernel.state import AttachId, BufId, KState, Tid, replace
 from dmabuf_model.system.threads import emit_call
 
 VRAM, TT, SYSTEM = TtmPlacement.VRAM, TtmPlacement.TT, TtmPlacement.SYSTEM

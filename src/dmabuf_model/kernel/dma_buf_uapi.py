@@ -18,7 +18,7 @@ are offered by the caller (``alloc_fails``, ``copy_out_fails``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from dmabuf_model.kernel.dma_buf import (
@@ -56,7 +56,17 @@ from dmabuf_model.kernel.dma_resv import (
     dma_resv_usage_rw,
 )
 from dmabuf_model.kernel.errno import EBADF, EFAULT, EINTR, EINVAL, EMFILE, ENOMEM, ENOTTY
-from dmabuf_model.kernel.state import NO_TID, Blocked, BufId, Fd, FenceId, KState, Tid, tuple_set
+from dmabuf_model.kernel.state import (
+    NO_TID,
+    Blocked,
+    BufId,
+    Fd,
+    FenceId,
+    KState,
+    Tid,
+    replace,
+    tuple_set,
+)
 from dmabuf_model.kernel.sync_file import sync_file_create, sync_file_get_fence, sync_file_release
 
 # struct dma_buf_sync flags (core-semantics §5.15).

@@ -37,11 +37,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import Blocked, FenceId, KState, Tid, tuple_set, warn
+from dmabuf_model.kernel.state import Blocked, FenceId, KState, Tid, replace, tuple_set, warn
 
 MAX_SCHEDULE_TIMEOUT = 2**63 - 1
 """LONG_MAX: a wait without a time limit (include/linux/sched.h)."""

@@ -20,7 +20,6 @@ at every point where the error is meaningful (after signalling).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from dmabuf_model.kernel.dma_fence import (
     DmaFence,
@@ -37,7 +36,7 @@ from dmabuf_model.kernel.dma_fence import (
     dma_fence_register_kind,
     dma_fence_signal,
 )
-from dmabuf_model.kernel.state import FenceId, KState, tuple_set, warn
+from dmabuf_model.kernel.state import FenceId, KState, replace, tuple_set, warn
 
 ARRAY_CB = "dma_fence_array_cb_func"
 """Name of the callback an array queues on each member; its ``data`` is the array's id."""

@@ -16,8 +16,6 @@ it inside the signalling step.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_fence import (
     DmaFence,
@@ -35,7 +33,7 @@ from dmabuf_model.kernel.dma_fence import (
     dma_fence_register_kind,
     dma_fence_signal,
 )
-from dmabuf_model.kernel.state import FenceId, KState, tuple_set, warn
+from dmabuf_model.kernel.state import FenceId, KState, replace, tuple_set, warn
 
 CHAIN_CB = "dma_fence_chain_cb"
 """Name of the callback a chain node queues on a contained fence; ``data`` is the node's id."""

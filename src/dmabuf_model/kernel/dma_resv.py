@@ -23,7 +23,7 @@ Modelling choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 
 from dmabuf_model.kernel import errno
@@ -46,6 +46,7 @@ from dmabuf_model.kernel.state import (
     KState,
     ResvId,
     Tid,
+    replace,
     tuple_set,
     warn,
 )

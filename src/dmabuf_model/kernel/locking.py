@@ -14,10 +14,10 @@ as the kernel does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import NO_TID, Blocked, KState, LockId, Tid, tuple_set, warn
+from dmabuf_model.kernel.state import NO_TID, Blocked, KState, LockId, Tid, replace, tuple_set, warn
 
 
 @dataclass(frozen=True, slots=True)

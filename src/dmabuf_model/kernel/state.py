@@ -11,7 +11,7 @@ read and written only by the exporter and importer callbacks that drivers provid
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
@@ -37,6 +37,44 @@ NO_TID: Tid = -1
 """Holder value of a free lock."""
 
 T = TypeVar("T")
+
+_REPLACERS: dict[type, Any] = {}
+
+
+def _make_replacer(cls: type) -> Any:
+    """Compile ``replace`` for one frozen dataclass: one attribute copy per field, no checks.
+
+    dataclasses.replace introspects the class on every call; it was more than half of the
+    checker's time on driver models. Fields with init=False (cached hashes) get their default.
+    """
+    lines = ["def _replace(obj, changes):", "    new = _new(cls)"]
+    env: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls}
+    for f in fields(cls):
+        if f.init:
+            lines.append(
+                f"    _set(new, {f.name!r}, changes.pop({f.name!r}) "
+                f"if {f.name!r} in changes else obj.{f.name})"
+            )
+        else:
+            env[f"_d_{f.name}"] = f.default if f.default is not MISSING else None
+            lines.append(f"    _set(new, {f.name!r}, _d_{f.name})")
+    lines.append("    if changes:")
+    lines.append("        raise TypeError(f'{cls.__name__} has no field(s) {sorted(changes)}')")
+    lines.append("    return new")
+    exec("\n".join(lines), env)
+    return env["_replace"]
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """replace - dataclasses.replace for the model's frozen state records, compiled per class.
+
+    Same meaning (a copy with some fields changed; the original is untouched) but no
+    per-call introspection and no __post_init__: state records validate nothing on copy.
+    """
+    fn = _REPLACERS.get(type(obj))
+    if fn is None:
+        fn = _REPLACERS[type(obj)] = _make_replacer(type(obj))
+    return fn(obj, changes)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +131,32 @@ class KState:
     warnings: tuple[KernelWarning, ...] = ()
     ext: Hashable = None
     """The rest of the world (platform, drivers). Opaque to the core."""
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        """Hash computed once per value and cached: the checker hashes each state repeatedly."""
+        h = self._hash
+        if h == 0:
+            h = hash(
+                (
+                    self.fences,
+                    self.next_fence_context,
+                    self.resvs,
+                    self.ww_ctxs,
+                    self.next_ww_stamp,
+                    self.bufs,
+                    self.attachments,
+                    self.sg_tables,
+                    self.sync_files,
+                    self.locks,
+                    self.fd_table,
+                    self.next_fd,
+                    self.warnings,
+                    self.ext,
+                )
+            )
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def evolve(self, **changes: Any) -> KState:
         """Return a copy with the given fields replaced (attrs' evolve, dataclasses.replace)."""

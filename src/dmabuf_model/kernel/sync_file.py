@@ -8,7 +8,7 @@ its only effect in the model is to appear in the fence's ``cb_ran`` log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_fence import (
@@ -21,7 +21,7 @@ from dmabuf_model.kernel.dma_fence import (
     dma_fence_put,
     dma_fence_remove_callback,
 )
-from dmabuf_model.kernel.state import FenceId, KState, tuple_set
+from dmabuf_model.kernel.state import FenceId, KState, replace, tuple_set
 
 EPOLLIN = 0x1
 """The poll event sync_file reports once its fence has signalled."""

@@ -27,12 +27,22 @@ ahead of us" rule of wait-die is not applied (only the holder's stamp is compare
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_fence import dma_fence_assert_may_block
-from dmabuf_model.kernel.state import NO_TID, Blocked, CtxId, KState, ResvId, Tid, tuple_set, warn
+from dmabuf_model.kernel.state import (
+    NO_TID,
+    Blocked,
+    CtxId,
+    KState,
+    ResvId,
+    Tid,
+    replace,
+    tuple_set,
+    warn,
+)
 
 if TYPE_CHECKING:
     from dmabuf_model.kernel.dma_resv import DmaResv

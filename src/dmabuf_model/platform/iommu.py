@@ -14,11 +14,11 @@ also keeps its IOVA from being handed out again, as the IOVA allocator's flush q
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import tuple_set
+from dmabuf_model.kernel.state import replace, tuple_set
 from dmabuf_model.platform.memory import range_gen
 from dmabuf_model.platform.topology import Topology
 

@@ -37,11 +37,11 @@ Findings are deduplicated and kept sorted so that equal histories give equal sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from dmabuf_model.kernel.state import tuple_set
+from dmabuf_model.kernel.state import replace, tuple_set
 from dmabuf_model.platform.memory import GenCause
 from dmabuf_model.platform.pci import pci_memory_decoding
 from dmabuf_model.platform.topology import RangeKind, Topology

@@ -26,12 +26,12 @@ pcie_flr alone is the raw hardware reset and leaves it cleared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import tuple_set
+from dmabuf_model.kernel.state import replace, tuple_set
 from dmabuf_model.platform.memory import GenCause, range_bump
 from dmabuf_model.platform.topology import Topology
 

@@ -20,7 +20,7 @@ drops it, then takes memory_lock, never nesting the two (drivers.md §1.7, Matt 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from dmabuf_model.check.model import Property
@@ -62,7 +62,7 @@ from dmabuf_model.kernel.locking import (
     up_read,
     up_write,
 )
-from dmabuf_model.kernel.state import AttachId, Blocked, BufId, FenceId, KState, SgtId, Tid
+from dmabuf_model.kernel.state import AttachId, Blocked, BufId, FenceId, KState, SgtId, Tid, replace
 from dmabuf_model.system.model import EnvEvent, SystemModel, run_thread
 from dmabuf_model.system.properties import CORE_PROPERTIES, no_live_mapping_after_revoke
 from dmabuf_model.system.threads import (

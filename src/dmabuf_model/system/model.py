@@ -12,12 +12,12 @@ memory_lock held by T0") or says which thread is blocked forever (core-semantics
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dmabuf_model.check.model import Model, Property
 from dmabuf_model.kernel.dma_resv import DmaResv
 from dmabuf_model.kernel.locking import Mutex, RwSemaphore
-from dmabuf_model.kernel.state import NO_TID, Blocked, KState, Tid
+from dmabuf_model.kernel.state import NO_TID, Blocked, KState, Tid, replace
 from dmabuf_model.system.threads import (
     Branches,
     Program,

@@ -22,10 +22,10 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dmabuf_model.kernel.errno import errname
-from dmabuf_model.kernel.state import Blocked, KState, Tid, tuple_set
+from dmabuf_model.kernel.state import Blocked, KState, Tid, replace, tuple_set
 
 Locals = tuple[tuple[str, Hashable], ...]
 """A thread's locals: (name, value) pairs sorted by name, so equal locals give equal states."""
