@@ -41,7 +41,6 @@ the BAR only through the IOVAs mapped here (platform dma_submit_iova).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from dmabuf_model.check.model import Property
@@ -75,6 +74,7 @@ from dmabuf_model.kernel.state import (
     KState,
     LockId,
     Tid,
+    record,
     replace,
     tuple_set,
     warn,
@@ -108,7 +108,7 @@ REVOKE_UNMAP_MODES = ("iommu_unmap", "iommu_unmap_fast", "none")
 (no IOTLB flush; no unmap at all) for the checker to catch."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IoptArea:
     """An IOVA area of the IOAS mapping a dma-buf, with its iopt_pages of type DMABUF.
 
@@ -136,7 +136,7 @@ class IoptArea:
         return self.phys[2] == 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IommufdIoas:
     """One IOAS (struct iommufd_ioas / io_pagetable): its domains and dma-buf areas.
 

@@ -26,7 +26,6 @@ with dma_map_phys; entries that are not ints give the device nothing to access.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dmabuf_model.drivers.base import DriverEnv, Importer, Option, platform, set_platform
@@ -44,7 +43,7 @@ from dmabuf_model.kernel.dma_buf import (
 )
 from dmabuf_model.kernel.dma_fence import dma_fence_put, dma_fence_set_error, dma_fence_signal
 from dmabuf_model.kernel.dma_resv import dma_resv_lock, dma_resv_unlock
-from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, Tid, replace
+from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, Tid, record, replace
 from dmabuf_model.platform.dma import (
     TransferStatus,
     dma_engine_run,
@@ -204,7 +203,7 @@ def dma_buf_get_for(s: KState, tid: Tid, buf: BufId | None) -> tuple[KState, Buf
 # The static importer.
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StaticImporterState:
     """The static importer's record: its one import and what its device was given.
 

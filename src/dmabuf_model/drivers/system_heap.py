@@ -22,7 +22,6 @@ vunmap; release frees the pages. attach->peer2peer is ignored: these are normal 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
@@ -42,7 +41,17 @@ from dmabuf_model.kernel.dma_buf import (
     fd_lookup,
 )
 from dmabuf_model.kernel.dma_resv import dma_resv_assert_held
-from dmabuf_model.kernel.state import AttachId, BufId, Fd, KState, SgtId, Tid, replace, tuple_set
+from dmabuf_model.kernel.state import (
+    AttachId,
+    BufId,
+    Fd,
+    KState,
+    SgtId,
+    Tid,
+    record,
+    replace,
+    tuple_set,
+)
 from dmabuf_model.platform.dma import dma_map_phys, dma_unmap_phys
 from dmabuf_model.platform.memory import ram_alloc, ram_free
 from dmabuf_model.system.model import EnvEvent, run_thread
@@ -56,7 +65,7 @@ DMA_HEAP_VALID_HEAP_FLAGS = 0
 _VMAP_COOKIE_BASE = 0x1000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SystemHeapBuffer:
     """One allocation (struct system_heap_buffer): its dma_buf, fd and pages.
 
@@ -72,7 +81,7 @@ class SystemHeapBuffer:
     freed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SystemHeapState:
     """The heap's record: every buffer it allocated, oldest first."""
 

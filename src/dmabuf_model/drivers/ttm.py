@@ -66,7 +66,6 @@ the entries of their sg_table; the importers read the same convention from any e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -127,6 +126,7 @@ from dmabuf_model.kernel.state import (
     ResvId,
     SgtId,
     Tid,
+    record,
     replace,
     tuple_set,
 )
@@ -188,7 +188,7 @@ def placement_from_name(name: str) -> TtmPlacement:
         raise DriverError(f"{name!r} is not a TTM placement; valid: {valid}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TtmBo:
     """The part of a struct ttm_buffer_object the dma-buf model needs (drivers.md §4).
 
@@ -206,7 +206,7 @@ class TtmBo:
     moved_while_pinned: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TtmExporterState:
     """A GPU exporter's record: its BO and the dma-buf exported from it.
 
@@ -228,7 +228,7 @@ class TtmExporterState:
     moved_busy: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TtmImporterState:
     """An importing GPU's record: its SG BO, the attachment and the jobs in flight.
 

@@ -22,7 +22,6 @@ end_cpu_access fails with -EINVAL if begin never mapped them; release unpins.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
@@ -42,7 +41,17 @@ from dmabuf_model.kernel.dma_buf import (
     fd_lookup,
 )
 from dmabuf_model.kernel.dma_resv import dma_resv_assert_held
-from dmabuf_model.kernel.state import AttachId, BufId, Fd, KState, SgtId, Tid, replace, tuple_set
+from dmabuf_model.kernel.state import (
+    AttachId,
+    BufId,
+    Fd,
+    KState,
+    SgtId,
+    Tid,
+    record,
+    replace,
+    tuple_set,
+)
 from dmabuf_model.platform.dma import dma_map_phys, dma_unmap_phys
 from dmabuf_model.platform.memory import ram_alloc, ram_free
 from dmabuf_model.system.model import EnvEvent, run_thread
@@ -63,7 +72,7 @@ MemfdKind = Literal["shmem", "hugetlb", "other"]
 _VMAP_COOKIE_BASE = 0x2000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdmabufCreateItem:
     """struct udmabuf_create_item: a range of one memfd (``memfd`` is the fd number)."""
 
@@ -72,7 +81,7 @@ class UdmabufCreateItem:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdmabufMemfd:
     """A memfd userspace created: its RAM region, seals, backing, open state and folio pins.
 
@@ -90,7 +99,7 @@ class UdmabufMemfd:
     freed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdmabufBuffer:
     """struct udmabuf: its dma_buf, fd, the pinned folio ranges and the CPU-access table.
 
@@ -107,7 +116,7 @@ class UdmabufBuffer:
     released: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdmabufState:
     """The driver's record: the memfds userspace made and the udmabufs created from them."""
 

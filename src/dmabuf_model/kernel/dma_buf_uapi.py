@@ -18,7 +18,6 @@ are offered by the caller (``alloc_fails``, ``copy_out_fails``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from dmabuf_model.kernel.dma_buf import (
@@ -64,6 +63,7 @@ from dmabuf_model.kernel.state import (
     FenceId,
     KState,
     Tid,
+    record,
     replace,
     tuple_set,
 )
@@ -106,14 +106,14 @@ DMA_BUF_POLL_CB = "dma_buf_poll_cb"
 """Name of the poll wake-up callback; its ``data`` is (BufId, "in" | "out")."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaBufSync:
     """struct dma_buf_sync: DMA_BUF_SYNC_* flags."""
 
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaBufExportSyncFile:
     """struct dma_buf_export_sync_file: flags in; ``fd`` is written back by the kernel."""
 
@@ -121,7 +121,7 @@ class DmaBufExportSyncFile:
     fd: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaBufImportSyncFile:
     """struct dma_buf_import_sync_file: flags and the sync_file descriptor to import."""
 

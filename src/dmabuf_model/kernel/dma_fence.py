@@ -37,17 +37,25 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import Blocked, FenceId, KState, Tid, replace, tuple_set, warn
+from dmabuf_model.kernel.state import (
+    Blocked,
+    FenceId,
+    KState,
+    Tid,
+    record,
+    replace,
+    tuple_set,
+    warn,
+)
 
 MAX_SCHEDULE_TIMEOUT = 2**63 - 1
 """LONG_MAX: a wait without a time limit (include/linux/sched.h)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaFenceCb:
     """A queued dma_fence_cb: ``func`` names the callback, ``data`` is its hashable argument."""
 
@@ -55,7 +63,7 @@ class DmaFenceCb:
     data: Hashable = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaFence:
     """Model of struct dma_fence (include/linux/dma-fence.h), core-semantics §9.1.
 
@@ -94,7 +102,7 @@ CbHandler = Callable[[KState, FenceId, DmaFenceCb], KState]
 """A callback body: (state, the fence that signalled, the token) -> new state."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaFenceKindOps:
     """The dma_fence_ops of a container kind: enable_signaling, signaled and release (§9.2)."""
 

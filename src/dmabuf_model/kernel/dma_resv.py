@@ -23,7 +23,6 @@ Modelling choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 
 from dmabuf_model.kernel import errno
@@ -46,6 +45,7 @@ from dmabuf_model.kernel.state import (
     KState,
     ResvId,
     Tid,
+    record,
     replace,
     tuple_set,
     warn,
@@ -82,7 +82,7 @@ USAGE_LABEL = {
 Slot = tuple[FenceId, DmaResvUsage]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaResv:
     """Model of struct dma_resv, core-semantics §8.1.
 

@@ -14,13 +14,21 @@ as the kernel does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import NO_TID, Blocked, KState, LockId, Tid, replace, tuple_set, warn
+from dmabuf_model.kernel.state import (
+    NO_TID,
+    Blocked,
+    KState,
+    LockId,
+    Tid,
+    record,
+    replace,
+    tuple_set,
+    warn,
+)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mutex:
     """Model of struct mutex: one holder or none (kernel/locking/mutex.c)."""
 
@@ -28,7 +36,7 @@ class Mutex:
     holder: Tid = NO_TID
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RwSemaphore:
     """Model of struct rw_semaphore: one writer, or any number of readers (sorted tuple)."""
 

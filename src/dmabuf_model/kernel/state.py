@@ -10,9 +10,10 @@ read and written only by the exporter and importer callbacks that drivers provid
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Hashable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, dataclass_transform
 
 if TYPE_CHECKING:
     from dmabuf_model.kernel.dma_buf import DmaBuf, DmaBufAttachment, SgTable
@@ -65,6 +66,44 @@ def _make_replacer(cls: type) -> Any:
     return env["_replace"]
 
 
+_HASHERS: dict[type, Any] = {}
+
+
+def _make_hasher(cls: type) -> Any:
+    names = [f.name for f in fields(cls) if (f.compare if f.hash is None else f.hash)]
+    body = ", ".join(f"obj.{n}" for n in names)
+    src = f"def _hash(obj):\n    return _h(({body},))\n"
+    env: dict[str, Any] = {"_h": hash}
+    exec(src, env)
+    return env["_hash"]
+
+
+def _cached_hash(self: Any) -> int:
+    h: int = self._hash
+    if h == 0:
+        fn = _HASHERS.get(type(self))
+        if fn is None:
+            fn = _HASHERS[type(self)] = _make_hasher(type(self))
+        h = fn(self) or 1
+        object.__setattr__(self, "_hash", h)
+    return h
+
+
+@dataclass_transform(frozen_default=True)
+def record(cls: type[T]) -> type[T]:
+    """record - @dataclass(frozen=True, slots=True) whose hash is computed once and cached.
+
+    States share most records with their predecessor; caching each record's hash means hashing
+    a new state only re-hashes the records a step replaced. ``replace`` resets the cache.
+    """
+    ann = dict(inspect.get_annotations(cls))
+    ann["_hash"] = "int"
+    cls.__annotations__ = ann
+    cls._hash = field(default=0, init=False, repr=False, compare=False)  # type: ignore[attr-defined]
+    cls.__hash__ = _cached_hash  # type: ignore[method-assign]
+    return dataclass(frozen=True, slots=True)(cls)
+
+
 def replace(obj: T, /, **changes: Any) -> T:
     """replace - dataclasses.replace for the model's frozen state records, compiled per class.
 
@@ -77,7 +116,7 @@ def replace(obj: T, /, **changes: Any) -> T:
     return fn(obj, changes)  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KernelWarning:
     """A WARN or BUG the kernel would print, kept in the state so the checker can report it.
 

@@ -8,8 +8,6 @@ its only effect in the model is to appear in the fence's ``cb_ran`` log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_fence import (
     DmaFenceCb,
@@ -21,7 +19,7 @@ from dmabuf_model.kernel.dma_fence import (
     dma_fence_put,
     dma_fence_remove_callback,
 )
-from dmabuf_model.kernel.state import FenceId, KState, replace, tuple_set
+from dmabuf_model.kernel.state import FenceId, KState, record, replace, tuple_set
 
 EPOLLIN = 0x1
 """The poll event sync_file reports once its fence has signalled."""
@@ -30,7 +28,7 @@ SYNC_FILE_CB = "sync_file_fence_check_cb"
 """Name of the wake-up callback poll queues on the fence; ``data`` is the sync_file id."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SyncFile:
     """Model of struct sync_file: its fence and whether its file is still open.
 

@@ -27,7 +27,6 @@ ahead of us" rule of wait-die is not applied (only the holder's stamp is compare
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
@@ -39,6 +38,7 @@ from dmabuf_model.kernel.state import (
     KState,
     ResvId,
     Tid,
+    record,
     replace,
     tuple_set,
     warn,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from dmabuf_model.kernel.dma_resv import DmaResv
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WwAcquireCtx:
     """Model of struct ww_acquire_ctx: a stamp (its age: smaller is older) and the locks held.
 

@@ -22,12 +22,11 @@ fence is an opaque id the driver layer signals once the transfer is no longer PE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import tuple_set
+from dmabuf_model.kernel.state import record, tuple_set
 from dmabuf_model.platform.iommu import _map_ptes, _unmap, iommu_lookup, iova_alloc
 from dmabuf_model.platform.memory import range_gen
 from dmabuf_model.platform.oracle import Finding, FindingKind, check_reach, record_finding
@@ -61,7 +60,7 @@ class MappingState(IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaMapping:
     """An address range handed to importer device ``dev`` (one sg entry's worth).
 
@@ -112,7 +111,7 @@ class TransferStatus(IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaTransfer:
     """One page access by the engine of PCI function ``dev``.
 

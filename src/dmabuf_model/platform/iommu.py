@@ -14,11 +14,10 @@ also keeps its IOVA from being handed out again, as the IOVA allocator's flush q
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import replace, tuple_set
+from dmabuf_model.kernel.state import record, replace, tuple_set
 from dmabuf_model.platform.memory import range_gen
 from dmabuf_model.platform.topology import Topology
 
@@ -29,7 +28,7 @@ EEXIST = errno.EEXIST
 """The io-pgtable code returns -EEXIST for an IOVA already in use."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IoPte:
     """One IOVA page of a domain: where it points and at which generation it was mapped."""
 
@@ -41,7 +40,7 @@ class IoPte:
     stale: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IommuDomain:
     """struct iommu_domain: its entries, sorted by IOVA (live and stale alike)."""
 

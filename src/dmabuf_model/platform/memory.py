@@ -11,12 +11,11 @@ memory reused by someone else, device memory wiped by a reset, or a device that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import tuple_set
+from dmabuf_model.kernel.state import record, tuple_set
 from dmabuf_model.platform.topology import RangeKind, Topology
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ class GenCause(IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MemRange:
     """The changing facts of one memory range (its static facts are in Topology.ranges).
 

@@ -26,12 +26,11 @@ pcie_flr alone is the raw hardware reset and leaves it cleared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from dmabuf_model.kernel import errno
-from dmabuf_model.kernel.state import replace, tuple_set
+from dmabuf_model.kernel.state import record, replace, tuple_set
 from dmabuf_model.platform.memory import GenCause, range_bump
 from dmabuf_model.platform.topology import Topology
 
@@ -52,7 +51,7 @@ class PciPowerState(IntEnum):
         return f"PCI_{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PciFunctionState:
     """The changing hardware state of one PCI function.
 

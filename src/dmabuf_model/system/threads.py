@@ -22,16 +22,16 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from dmabuf_model.kernel.errno import errname
-from dmabuf_model.kernel.state import Blocked, KState, Tid, replace, tuple_set
+from dmabuf_model.kernel.state import Blocked, KState, Tid, record, replace, tuple_set
 
 Locals = tuple[tuple[str, Hashable], ...]
 """A thread's locals: (name, value) pairs sorted by name, so equal locals give equal states."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Branches:
     """A step whose outcome is not decided by the state: each alternative is its own action.
 
@@ -49,7 +49,7 @@ StepFn = Callable[[KState, "Thread"], StepResult]
 """A step: (state, the running thread as it was at the start of the step) -> result."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Program:
     """A named table of steps; a thread starts at the first label.
 
@@ -89,7 +89,7 @@ def program(name: str, *steps: tuple[str, StepFn]) -> Program:
     return Program(name, tuple(steps))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Thread:
     """One kernel code path: its tid, a name for traces ("vfio-reset"), its program, where it is.
 
@@ -115,7 +115,7 @@ class Thread:
         return f"T{self.tid} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class World:
     """Everything outside the kernel core: threads, the platform, the drivers, event budgets.
 
