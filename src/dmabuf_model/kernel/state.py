@@ -104,6 +104,28 @@ def record(cls: type[T]) -> type[T]:
     return dataclass(frozen=True, slots=True)(cls)
 
 
+_BY_NAME: dict[tuple[type, str], Any] = {}
+
+
+def register_by_name(obj: Any) -> None:
+    """register_by_name - remember a callback table or program under (its class, its name).
+
+    Ops tables and programs hold closures, which cannot be pickled; the parallel checker sends
+    states between processes, so these objects pickle as their name and are found again here
+    (the worker processes are forked after the model is built). Names must therefore be unique
+    within a model, which their name-only equality already requires.
+    """
+    _BY_NAME[(type(obj), obj.name)] = obj
+
+
+def lookup_by_name(cls: type, name: str) -> Any:
+    """lookup_by_name - the object registered under (cls, name); used when unpickling."""
+    try:
+        return _BY_NAME[(cls, name)]
+    except KeyError:
+        raise KeyError(f"no {cls.__name__} named {name!r} was built in this process") from None
+
+
 def replace(obj: T, /, **changes: Any) -> T:
     """replace - dataclasses.replace for the model's frozen state records, compiled per class.
 

@@ -23,9 +23,19 @@ import contextvars
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import field
+from typing import Any
 
 from dmabuf_model.kernel.errno import errname
-from dmabuf_model.kernel.state import Blocked, KState, Tid, record, replace, tuple_set
+from dmabuf_model.kernel.state import (
+    Blocked,
+    KState,
+    Tid,
+    lookup_by_name,
+    record,
+    register_by_name,
+    replace,
+    tuple_set,
+)
 
 Locals = tuple[tuple[str, Hashable], ...]
 """A thread's locals: (name, value) pairs sorted by name, so equal locals give equal states."""
@@ -69,6 +79,11 @@ class Program:
                 f"program {self.name!r} has duplicate or empty step labels {labels}; "
                 "every step needs its own non-empty label"
             )
+        register_by_name(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
+        """Pickle as the name (steps are closures); see kernel.state.register_by_name."""
+        return (lookup_by_name, (Program, self.name))
 
     @property
     def entry(self) -> str:
