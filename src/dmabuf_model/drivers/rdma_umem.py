@@ -35,6 +35,10 @@ accesses running.
 
 Lock order (drivers.md §3.3): exporter locks (VFIO memory_lock) -> resv -> driver MR locks,
 taken inside the callbacks; the callbacks run in the exporter's thread with the resv held.
+
+Designs (designs/, DriverEnv.options["design"]): under the pin-only-6.19 designs the legacy
+pinned mode carries the stub move_notify it had before v7 (drivers.md §3.1): it only logs and
+keeps the mapping, so an exporter that revokes it does so in name only.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from dmabuf_model.check.model import Property
+from dmabuf_model.designs import design_of
 from dmabuf_model.drivers.base import DriverEnv, Importer, Option, platform, set_platform
 from dmabuf_model.drivers.static_importer import (
     device_dma_submit,
@@ -794,15 +799,38 @@ class RdmaPinnedImporter(IbUmemDmabufImporter):
     """rdma-pinned: the legacy pinned MR, no invalidate_mappings (drivers.md §3.1 "Pinned").
 
     ib_umem_dmabuf_get_pinned pins and maps under the resv at registration; the MR lasts until
-    dereg. Not revocable: VFIO refuses it at attach with -EOPNOTSUPP.
+    dereg. Not revocable: VFIO refuses it at attach with -EOPNOTSUPP. Under the pin-only-6.19
+    designs its ops carry the pre-v7 stub move_notify (ib_umem_dmabuf_unsupported_move_notify).
     """
 
     kind: ClassVar[str] = "rdma-pinned"
 
     def _make_attach_ops(self) -> DmaBufAttachOps:
-        return DmaBufAttachOps(
-            f"ib_umem_dmabuf_attach_pinned_ops[{self.slot}]", allow_peer2peer=True
+        name = f"ib_umem_dmabuf_attach_pinned_ops[{self.slot}]"
+        if design_of(self.env.options).legacy_pinned_stub_callback:
+            return DmaBufAttachOps(
+                name,
+                allow_peer2peer=True,
+                invalidate_mappings=self.ib_umem_dmabuf_unsupported_move_notify,
+            )
+        return DmaBufAttachOps(name, allow_peer2peer=True)
+
+    def ib_umem_dmabuf_unsupported_move_notify(
+        self, s: KState, tid: Tid, attach: AttachId
+    ) -> KState:
+        """ib_umem_dmabuf_unsupported_move_notify - the pre-v7 stub: log, change nothing.
+
+        Only under the pin-only-6.19 designs (drivers.md §3.1 "before that a stub that only
+        warned"; removed by v7 patch 5). It runs under the exporter's resv and only prints a
+        rate-limited device message (ibdev_warn_ratelimited, not a kernel WARN): the MR keeps
+        its pin, its mapping and its HW key, so the NIC goes on reaching the memory after the
+        exporter took it back (core-semantics §7: the bug the revoke series fixed).
+        """
+        emit(
+            f"  -> ib_umem_dmabuf_unsupported_move_notify(attach{attach}): "
+            "ibdev_warn_ratelimited (pinned MR kept as it is)"
         )
+        return s
 
     def _make_reg_program(self) -> Program:
         return program(

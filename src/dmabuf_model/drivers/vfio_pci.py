@@ -40,6 +40,12 @@ Modelling choices (each also documented where it is made):
   README, "give_up" is v4-v6 of the series, which warned and went on), ``perm_revoke_feature``
   (False; Matt Evans' posted series, §1.6), ``kref_rearm`` (True: the May-2026 fix),
   ``unrevoke_invalidate`` (True: mainline; False is Matt Evans' v4).
+- Designs (designs/, DriverEnv.options["design"], merged-2026 by default): the 6.19 designs
+  attach without asking dma_buf_attach_revocable, revoke with lock, revoked, dma_buf_move_notify,
+  unlock (no waits, so no revoke is ever declared complete to the oracle) and, in the -rc
+  variant, have a pin op that always fails (drivers.md §1.2, §1.8); revoke-v1 [inference] calls
+  dma_buf_revoke, whose core revoked state no unrevoke undoes, and refuses importers that did
+  not negotiate revoke mode (dma_buf_attachment_is_revoke, core-semantics §7).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from enum import IntEnum
 from typing import Any, ClassVar, cast
 
 from dmabuf_model.check.model import Property
+from dmabuf_model.designs import design_of
 from dmabuf_model.drivers.base import (
     DriverEnv,
     DriverError,
@@ -69,11 +76,13 @@ from dmabuf_model.kernel.dma_buf import (
     MapResult,
     close_fd,
     dma_buf_attach_revocable,
+    dma_buf_attachment_is_revoke,
     dma_buf_export,
     dma_buf_fd,
     dma_buf_get,
     dma_buf_invalidate_mappings,
     dma_buf_put,
+    dma_buf_revoke,
     fd_lookup,
     live_sgts,
 )
@@ -445,7 +454,8 @@ def vfio_pci_dma_buf_iommufd_map(
 
     Exported for iommufd only (drivers.md §1.2, §2.1 step 4). Caller holds the resv (asserted:
     WARN #8). Returns the range, or -EOPNOTSUPP when the buffer is not VFIO's, -ENODEV while
-    revoked (temporarily or for good), -EOPNOTSUPP when it has more than one range.
+    revoked (temporarily or for good, or, under revoke-v1, once the dma_buf is core revoked),
+    -EOPNOTSUPP when it has more than one range.
     """
     buf = s.attachments[attach].dmabuf
     s = dma_resv_assert_held(
@@ -454,7 +464,7 @@ def vfio_pci_dma_buf_iommufd_map(
     d = vfio_dma_buf(s, buf)
     if d is None:
         return s, -errno.EOPNOTSUPP
-    if d.revoked:
+    if d.revoked or s.bufs[buf].revoked:
         return s, -errno.ENODEV
     if d.nr_ranges != 1:
         return s, -errno.EOPNOTSUPP
@@ -496,6 +506,9 @@ _UNREV_LOCK = "vfio_pci_dma_buf_move(revoked=false): lock resv"
 _UNREV_FENCES = "vfio_pci_dma_buf_move(revoked=false): wait BOOKKEEP fences, unlock resv"
 _UNREV_CLEAR = "vfio_pci_dma_buf_move(revoked=false): lock resv, clear revoked"
 _UNLOCK = "up_write memory_lock"
+_REV_NOWAIT = "vfio_pci_dma_buf_move(revoked=true): lock resv, revoke, move_notify, unlock"
+_UNREV_NOWAIT = "vfio_pci_dma_buf_move(revoked=false): lock resv, unrevoke, move_notify, unlock"
+_REV_CORE = "vfio_pci_dma_buf_move(revoked=true): lock resv, dma_buf_revoke"
 _DISABLE = "vfio_pci_core_disable: reset function"
 
 
@@ -556,12 +569,23 @@ class VfioPciExporter(Exporter):
             raise DriverError(
                 f"vfio-pci: watchdog_1s={wd!r}; choose False, 'warn' (True) or 'give_up'"
             )
+        self.design = design_of(env.options)
+        waits = self.design.vfio_revoke_waits
+        if not waits:
+            self._rev_lock, self._unrev_lock = _REV_NOWAIT, _UNREV_NOWAIT
+        else:
+            self._rev_lock = _REV_CORE if self.design.core_revoked_state else _REV_LOCK
+            self._unrev_lock = _UNREV_LOCK
+        pin_ops: dict[str, Any] = {}
+        if self.design.vfio_pin_op == "always_eopnotsupp":
+            pin_ops = {"pin": self.vfio_pci_dma_buf_pin, "unpin": self.vfio_pci_dma_buf_unpin}
         self._ops = DmaBufOps(
             "vfio_pci_dmabuf_ops",
             map_dma_buf=self.vfio_pci_dma_buf_map,
             unmap_dma_buf=self.vfio_pci_dma_buf_unmap,
             release=self.vfio_pci_dma_buf_release,
             attach=self.vfio_pci_dma_buf_attach,
+            **pin_ops,
         )
         self._programs: dict[str, Program] = {}
 
@@ -576,7 +600,10 @@ class VfioPciExporter(Exporter):
         return _rec(s, self.slot)
 
     def dma_buf_ops(self) -> DmaBufOps:
-        """dma_buf_ops - attach, map_dma_buf, unmap_dma_buf, release; no pin since v7 (§1.2)."""
+        """dma_buf_ops - attach, map_dma_buf, unmap_dma_buf, release; no pin since v7 (§1.2).
+
+        Under the pin-only-6.19-rc design also the pin / unpin pair of the 6.19-rc fix.
+        """
         return self._ops
 
     def buffers(self, s: KState) -> tuple[int, ...]:
@@ -702,6 +729,7 @@ class VfioPciExporter(Exporter):
             priv=VfioPciDmaBufRef(self.slot, index),
             exp_name="vfio_pci",
             flags=req.open_flags,
+            policy=self.design.core,
         )
         emit_call("dma_buf_export", f"vfio_pci_dmabuf_ops, size={length}", _buf_or_err(buf))
         if buf < 0:
@@ -742,19 +770,40 @@ class VfioPciExporter(Exporter):
         """vfio_pci_dma_buf_attach - refuse importers VFIO cannot serve.
 
         Called unlocked by dma_buf_dynamic_attach. Returns 0, -EOPNOTSUPP (not peer2peer:
-        every static importer too), -ENODEV (revoked), -EOPNOTSUPP (not revocable: pinned
-        importers without invalidate_mappings). drivers.md §1.2, §1.8.
+        every static importer too), -ENODEV (revoked; under revoke-v1 also once the dma_buf is
+        core revoked), -EOPNOTSUPP (not revocable: pinned importers without
+        invalidate_mappings; under revoke-v1 not in revoke mode, dma_buf_attachment_is_revoke).
+        The 6.19 designs check only peer2peer and revoked. drivers.md §1.2, §1.8;
+        core-semantics §7.
         """
         a = s.attachments[attach]
         d = vfio_dma_buf(s, a.dmabuf)
         assert d is not None
         if not a.peer2peer:
             return s, -errno.EOPNOTSUPP
-        if d.revoked:
+        if d.revoked or s.bufs[a.dmabuf].revoked:
             return s, -errno.ENODEV
-        if not dma_buf_attach_revocable(s, attach):
-            return s, -errno.EOPNOTSUPP
+        if self.design.vfio_attach_requires_revocable:
+            if self.design.revoke_mode_negotiated:
+                revocable = dma_buf_attachment_is_revoke(s, attach)
+            else:
+                revocable = dma_buf_attach_revocable(s, attach)
+            if not revocable:
+                return s, -errno.EOPNOTSUPP
         return s, 0
+
+    def vfio_pci_dma_buf_pin(self, s: KState, tid: Tid, attach: AttachId) -> tuple[KState, int]:
+        """vfio_pci_dma_buf_pin - the 6.19-rc fix's pin op: always -EOPNOTSUPP.
+
+        Only under the pin-only-6.19-rc design (drivers.md §1.2 "pin / unpin", §1.8: between
+        the 6.19-rc fix and v7 pinned importers failed at dma_buf_pin). Resv held (the core
+        asserts it).
+        """
+        return s, -errno.EOPNOTSUPP
+
+    def vfio_pci_dma_buf_unpin(self, s: KState, tid: Tid, attach: AttachId) -> KState:
+        """vfio_pci_dma_buf_unpin - the 6.19-rc fix's unpin op: does nothing (drivers.md §1.2)."""
+        return s
 
     def vfio_pci_dma_buf_map(
         self, s: KState, tid: Tid, attach: AttachId, dir: DmaDataDirection
@@ -940,22 +989,25 @@ class VfioPciExporter(Exporter):
                 ("VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE: dma_buf_get", self._perm_get_step(op))
             )
         steps.append((_LOCK, self._lock_step(op)))
+        waits = self.design.vfio_revoke_waits
         if op.revoke:
-            steps += [
-                (_REV_LOCK, self._rev_lock_step(op)),
-                (_REV_FENCES, self._rev_fences_step()),
-                (_REV_COMP, self._rev_comp_step()),
-            ]
+            steps.append((self._rev_lock, self._rev_lock_step(op)))
+            if waits:
+                steps += [
+                    (_REV_FENCES, self._rev_fences_step()),
+                    (_REV_COMP, self._rev_comp_step()),
+                ]
         if op.cleanup:
             steps.append((_CLEANUP, self._cleanup_step()))
         if op.hw is not None:
             steps.append((op.hw_label, self._hw_step(op)))
         if op.unrevoke:
-            steps += [
-                (_UNREV_LOCK, self._unrev_lock_step()),
-                (_UNREV_FENCES, self._unrev_fences_step()),
-                (_UNREV_CLEAR, self._unrev_clear_step()),
-            ]
+            steps.append((self._unrev_lock, self._unrev_lock_step()))
+            if waits:
+                steps += [
+                    (_UNREV_FENCES, self._unrev_fences_step()),
+                    (_UNREV_CLEAR, self._unrev_clear_step()),
+                ]
         steps.append((_UNLOCK, self._unlock_step(op)))
         if op.cleanup and self.options["reset_on_close"]:
             steps.append((_DISABLE, self._disable_step()))
@@ -989,7 +1041,7 @@ class VfioPciExporter(Exporter):
         if op.revoke:
             todo = t.local("todo") if op.perm else self._todo_for(s, devs)
             target = VfioDmaBufStatus.PERM_REVOKED if op.perm else VfioDmaBufStatus.TEMP_REVOKED
-            return goto(s, t, _REV_LOCK, devs=devs, todo=todo, moved=todo, target=int(target))
+            return goto(s, t, self._rev_lock, devs=devs, todo=todo, moved=todo, target=int(target))
         return goto(s, t, self._after_revoke_label(op), devs=devs)
 
     def _after_revoke_label(self, op: _Op) -> str:
@@ -1029,6 +1081,9 @@ class VfioPciExporter(Exporter):
         return step
 
     def _rev_lock_step(self, op: _Op) -> Callable[[KState, Thread], StepResult]:
+        design = self.design
+        rev_lock = self._rev_lock
+
         def step(s: KState, t: Thread) -> StepResult:
             todo = cast(Todo, t.local("todo"))
             target = VfioDmaBufStatus(cast(int, t.local("target")))
@@ -1045,7 +1100,10 @@ class VfioPciExporter(Exporter):
                     continue
                 break
             if not todo:
-                s = self._oracle_after_revoke(s, cast(Todo, t.local("moved")))
+                if design.vfio_revoke_waits:
+                    # Before v7 VFIO waited for nothing: it never knew the importers had
+                    # stopped, so it declares no revoke complete to the oracle.
+                    s = self._oracle_after_revoke(s, cast(Todo, t.local("moved")))
                 return goto(s, t, self._after_revoke_label(op), todo=())
             slot, index = todo[0]
             d = _dbuf(s, slot, index)
@@ -1061,12 +1119,23 @@ class VfioPciExporter(Exporter):
                 emit(f"vfio_pci_dma_buf_set_status(buf{d.buf}): TEMP_REVOKED -> {target.name}")
                 s = dma_resv_unlock(s, t.tid, resv)
                 emit_call("dma_resv_unlock", f"resv{resv}")
-                return goto(s, t, _REV_LOCK, todo=todo[1:])
+                return goto(s, t, rev_lock, todo=todo[1:])
             s = _set_dbuf(s, slot, index, replace(d, status=target, drained=False))
             emit(f"vfio_pci dma-buf buf{d.buf}: revoked = true ({target.name})")
-            s = _invalidate_platform_mappings(s, d.buf)
-            emit_call("dma_buf_invalidate_mappings", f"buf{d.buf}")
-            s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
+            if design.invalidate_contract:
+                s = _invalidate_platform_mappings(s, d.buf)
+            if design.core_revoked_state:
+                emit_call("dma_buf_revoke", f"buf{d.buf}")
+                s = dma_buf_revoke(s, t.tid, d.buf)
+            else:
+                emit_call(design.notify_fn, f"buf{d.buf}")
+                s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
+            if not design.vfio_revoke_waits:
+                s = dma_resv_unlock(s, t.tid, resv)
+                emit_call("dma_resv_unlock", f"resv{resv}")
+                if not todo[1:]:  # nothing left: on to the reset without an empty step
+                    return goto(s, t, self._after_revoke_label(op), todo=())
+                return goto(s, t, rev_lock, todo=todo[1:])
             return goto(s, t, _REV_FENCES, todo=todo)
 
         return step
@@ -1110,7 +1179,7 @@ class VfioPciExporter(Exporter):
                 d = replace(d, kref=1, base_ref=True, kref_saturated=False, comp_done=False)
                 emit(f"kref_init(buf{d.buf} kref); reinit_completion(buf{d.buf} comp)")
             s = _set_dbuf(s, slot, index, d)
-            return goto(s, t, _REV_LOCK, todo=todo[1:], watchdog=False)
+            return goto(s, t, self._rev_lock, todo=todo[1:], watchdog=False)
 
         def step(s: KState, t: Thread) -> StepResult:
             todo = cast(Todo, t.local("todo"))
@@ -1166,12 +1235,14 @@ class VfioPciExporter(Exporter):
                 for slot in devs
                 if vfio_pci_memory_enabled(ps, self.topology, _rec(s, slot).device)
             )
-            return goto(s, t, _UNREV_LOCK, ret=ret, todo=self._todo_for(s, enabled))
+            return goto(s, t, self._unrev_lock, ret=ret, todo=self._todo_for(s, enabled))
 
         return step
 
     def _unrev_lock_step(self) -> Callable[[KState, Thread], StepResult]:
         invalidate = bool(self.options["unrevoke_invalidate"])
+        design = self.design
+        unrev_lock = self._unrev_lock
 
         def step(s: KState, t: Thread) -> StepResult:
             todo = cast(Todo, t.local("todo"))
@@ -1190,16 +1261,19 @@ class VfioPciExporter(Exporter):
                 return r
             s = r[0]
             emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
-            if invalidate:
-                emit_call("dma_buf_invalidate_mappings", f"buf{d.buf}")
+            if invalidate and design.vfio_revoke_waits:
+                emit_call(design.notify_fn, f"buf{d.buf}")
                 s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
                 return goto(s, t, _UNREV_FENCES, todo=todo)
-            s = _set_dbuf(s, slot, index, replace(d, status=VfioDmaBufStatus.OK, drained=False))
-            s = self._oracle_unrevoke(s, d)
-            emit(f"vfio_pci dma-buf buf{d.buf}: revoked = false")
+            s = self._clear_revoked(s, slot, index)
+            if invalidate:  # 6.19: revoked = false, then dma_buf_move_notify, no wait
+                emit_call(design.notify_fn, f"buf{d.buf}")
+                s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
             s = dma_resv_unlock(s, t.tid, resv)
             emit_call("dma_resv_unlock", f"resv{resv}")
-            return goto(s, t, _UNREV_LOCK, todo=todo[1:])
+            if not design.vfio_revoke_waits and not todo[1:]:
+                return goto(s, t, _UNLOCK, todo=())
+            return goto(s, t, unrev_lock, todo=todo[1:])
 
         return step
 
@@ -1228,16 +1302,28 @@ class VfioPciExporter(Exporter):
                 return r
             s = r[0]
             emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
-            d = _dbuf(s, slot, index)
-            if d.status is VfioDmaBufStatus.TEMP_REVOKED:
-                s = _set_dbuf(s, slot, index, replace(d, status=VfioDmaBufStatus.OK, drained=False))
-                s = self._oracle_unrevoke(s, d)
-                emit(f"vfio_pci dma-buf buf{d.buf}: revoked = false")
+            if _dbuf(s, slot, index).status is VfioDmaBufStatus.TEMP_REVOKED:
+                s = self._clear_revoked(s, slot, index)
             s = dma_resv_unlock(s, t.tid, resv)
             emit_call("dma_resv_unlock", f"resv{resv}")
-            return goto(s, t, _UNREV_LOCK, todo=todo[1:])
+            return goto(s, t, self._unrev_lock, todo=todo[1:])
 
         return step
+
+    def _clear_revoked(self, s: KState, slot: int, index: int) -> KState:
+        """Under the resv: revoked = false, and the BAR is open to access again (oracle view).
+
+        Under revoke-v1 the dma_buf's core revoked state stays: map and the iommufd private
+        map keep failing with -ENODEV (core-semantics §7 [inference]).
+        """
+        d = _dbuf(s, slot, index)
+        s = _set_dbuf(s, slot, index, replace(d, status=VfioDmaBufStatus.OK, drained=False))
+        s = self._oracle_unrevoke(s, d)
+        if s.bufs[d.buf].revoked:
+            emit(f"vfio_pci dma-buf buf{d.buf}: revoked = false (the dma_buf stays revoked)")
+        else:
+            emit(f"vfio_pci dma-buf buf{d.buf}: revoked = false")
+        return s
 
     def _unlock_step(self, op: _Op) -> Callable[[KState, Thread], StepResult]:
         def step(s: KState, t: Thread) -> StepResult:

@@ -39,13 +39,18 @@ Modelling choices (each also documented on the function concerned):
   explore both branches), as dma_resv_wait_timeout offers ``timed_out``.
 - Ghost state the kernel does not keep (pin counts, live sg_tables, invalidated mappings) is kept
   to check §10 #16-#24.
+- Design hooks (designs/, core-semantics §3, §5.3, §5.18, §7): the few places where the core of
+  another kernel version, or of the seed thread's revoke-v1 proposal, behaves differently read
+  a CorePolicy that dma_buf_export stores on the buffer (DmaBuf.policy). The default,
+  MAINLINE_POLICY, is the merged 2026 core; a state never consults anything outside itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from dmabuf_model.kernel.dma_fence import MAX_SCHEDULE_TIMEOUT
 from dmabuf_model.kernel.dma_resv import (
@@ -59,7 +64,16 @@ from dmabuf_model.kernel.dma_resv import (
     dma_resv_usage_rw,
     dma_resv_wait_timeout,
 )
-from dmabuf_model.kernel.errno import EBADF, EBUSY, EINVAL, EMFILE, ENOENT, ENOMEM, EOVERFLOW
+from dmabuf_model.kernel.errno import (
+    EBADF,
+    EBUSY,
+    EINVAL,
+    EMFILE,
+    ENODEV,
+    ENOENT,
+    ENOMEM,
+    EOVERFLOW,
+)
 from dmabuf_model.kernel.state import (
     NO_TID,
     AttachId,
@@ -70,6 +84,10 @@ from dmabuf_model.kernel.state import (
     ResvId,
     SgtId,
     Tid,
+    lookup_by_name,
+    record,
+    register_by_name,
+    replace,
     tuple_set,
     warn,
 )
@@ -144,6 +162,13 @@ class DmaBufOps:
     vmap: VmapFn | None = field(default=None, compare=False)
     vunmap: VunmapFn | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        register_by_name(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
+        """Pickle as the name (callbacks are closures); see kernel.state.register_by_name."""
+        return (lookup_by_name, (DmaBufOps, self.name))
+
 
 @dataclass(frozen=True, slots=True)
 class DmaBufAttachOps:
@@ -157,8 +182,42 @@ class DmaBufAttachOps:
     allow_peer2peer: bool = False
     invalidate_mappings: InvalidateFn | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        register_by_name(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
+        """Pickle as the name (callbacks are closures); see kernel.state.register_by_name."""
+        return (lookup_by_name, (DmaBufAttachOps, self.name))
+
 
 @dataclass(frozen=True, slots=True)
+class CorePolicy:
+    """What the dma-buf core of one design does where designs differ (designs/, §3, §5.18, §7).
+
+    Stored on each buffer by dma_buf_export, so the state stays a self-contained value. Every
+    switch off is the merged 2026 core (MAINLINE_POLICY):
+
+    - ``dynamic_attach_requires_callback``: before v7, dma_buf_dynamic_attach with importer ops
+      but no move_notify was a WARN and -EINVAL (§5.3 "historical behaviour").
+    - ``pin_on_map_for_dynamic``: CONFIG_DMABUF_MOVE_NOTIFY=n before v7, where pin-on-map also
+      applied to dynamic attachments (§5.18 "historical").
+    - ``revoke_mode_negotiated``: revoke-v1 [inference]: an importer that offers
+      invalidate_mappings is put in revoke mode at attach (dma_buf_attachment_is_revoke).
+    - ``core_revoked_state``: revoke-v1 [inference]: dma_buf_revoke sets a one-way revoked state
+      on the buffer, after which map, vmap and mmap fail with -ENODEV in the core.
+    """
+
+    dynamic_attach_requires_callback: bool = False
+    pin_on_map_for_dynamic: bool = False
+    revoke_mode_negotiated: bool = False
+    core_revoked_state: bool = False
+
+
+MAINLINE_POLICY = CorePolicy()
+"""The merged 2026 core (designs/merged_2026.py): every historical or proposed switch off."""
+
+
+@record
 class DmaBuf:
     """Model of struct dma_buf (core-semantics §1.1).
 
@@ -167,6 +226,8 @@ class DmaBuf:
     reference is gone and ops.release has run. ``file_flags`` are the O_ACCMODE|O_NONBLOCK bits
     kept from the export flags. ``poll_in_fence``/``poll_out_fence`` are the fences the poll
     callbacks wait on while their slot is active (None: the slot is idle or fired at once).
+    ``policy`` is the core behaviour of the design the buffer was exported under (CorePolicy);
+    ``revoked`` is revoke-v1's one-way core state, set by dma_buf_revoke [inference, §7].
     """
 
     size: int
@@ -187,9 +248,11 @@ class DmaBuf:
     file_flags: int = O_RDWR
     poll_in_fence: int | None = None
     poll_out_fence: int | None = None
+    policy: CorePolicy = MAINLINE_POLICY
+    revoked: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DmaBufAttachment:
     """Model of struct dma_buf_attachment (core-semantics §1.2), plus ghost state.
 
@@ -198,6 +261,8 @@ class DmaBufAttachment:
     #19, and ``detached`` marks an attachment removed by dma_buf_detach (or freed after a failed
     ops.attach). An attachment that exists, is not detached and is not on its buffer's list is
     half-way through dma_buf_dynamic_attach (see dma_buf_dynamic_attach_start).
+    ``revoke_mode`` is revoke-v1's negotiated revoke attachment mode (dma_buf_attachment_is_revoke,
+    [inference]); always False under the merged core.
     """
 
     dmabuf: BufId
@@ -209,9 +274,10 @@ class DmaBufAttachment:
     pins: int = 0
     map_pins: int = 0
     detached: bool = False
+    revoke_mode: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SgTable:
     """An sg_table handed out by dma_buf_map_attachment: whose it is and what it maps.
 
@@ -297,10 +363,15 @@ def dma_buf_attachment_is_dynamic(s: KState, attach: AttachId) -> bool:
 def dma_buf_pin_on_map(s: KState, attach: AttachId) -> bool:
     """dma_buf_pin_on_map - the core pins around each mapping: pinnable exporter, static importer.
 
-    No lock needed. Core-semantics §1.3, §5.6 step 1, §5.18.
+    Under a CorePolicy with ``pin_on_map_for_dynamic`` (CONFIG_DMABUF_MOVE_NOTIFY=n before v7)
+    dynamic attachments are pinned on map too. No lock needed. Core-semantics §1.3, §5.6 step 1,
+    §5.18.
     """
     a = s.attachments[attach]
-    return a.importer_ops is None and s.bufs[a.dmabuf].ops.pin is not None
+    b = s.bufs[a.dmabuf]
+    if b.ops.pin is None:
+        return False
+    return a.importer_ops is None or b.policy.pin_on_map_for_dynamic
 
 
 def dma_buf_attach_revocable(s: KState, attach: AttachId) -> bool:
@@ -312,6 +383,17 @@ def dma_buf_attach_revocable(s: KState, attach: AttachId) -> bool:
     """
     ops = s.attachments[attach].importer_ops
     return ops is not None and ops.invalidate_mappings is not None
+
+
+def dma_buf_attachment_is_revoke(s: KState, attach: AttachId) -> bool:
+    """dma_buf_attachment_is_revoke - the attachment negotiated revoke-v1's revoke mode.
+
+    revoke-v1 [inference, core-semantics §7; the predicate's name is from v2 of the series]: at
+    attach an importer that offers invalidate_mappings is put in revoke mode, behaves as pinned
+    until the exporter's one terminal dma_buf_revoke, and a revoking exporter refuses the others.
+    Always False under the merged core, whose answer is dma_buf_attach_revocable. No lock needed.
+    """
+    return s.attachments[attach].revoke_mode
 
 
 def live_sgts(s: KState, attach: AttachId) -> tuple[SgtId, ...]:
@@ -353,7 +435,7 @@ def unsafe_unpinned_mapping(s: KState) -> list[AttachId]:
     for i, a in enumerate(s.attachments):
         if a.detached or a.importer_ops is None or a.importer_ops.invalidate_mappings is not None:
             continue
-        if a.pins == 0 and live_mappings(s, i) > 0:
+        if a.pins == 0 and a.map_pins == 0 and live_mappings(s, i) > 0:
             out.append(i)
     return out
 
@@ -421,13 +503,15 @@ def dma_buf_export(
     flags: int = O_RDWR,
     owner_ok: bool = True,
     alloc_fails: bool = False,
+    policy: CorePolicy = MAINLINE_POLICY,
 ) -> tuple[KState, BufId | int]:
     """dma_buf_export - wrap exporter storage in a new dma_buf with one file reference.
 
     Caller must not hold any resv (§4). ``priv`` None and ``ops`` None model NULL. Without
     ``resv`` a new embedded resv is initialised (dma_resv_init) and owned by the buffer.
     ``owner_ok=False`` models a failed module reference, ``alloc_fails=True`` a failed
-    allocation. ``size`` is not checked (§5.1).
+    allocation. ``size`` is not checked (§5.1). ``policy`` is the core behaviour of the design
+    the exporter runs under (designs/; not a kernel argument), kept on the buffer.
 
     Returns: the new BufId; -EINVAL (WARN #1: priv, ops, map_dma_buf, unmap_dma_buf or release
     missing; WARN #2: pin without unpin or the reverse), -ENOENT (module), -ENOMEM.
@@ -461,6 +545,7 @@ def dma_buf_export(
         resv_owned=owned,
         ino=buf + 1,
         file_flags=flags & (O_ACCMODE | O_NONBLOCK),
+        policy=policy,
     )
     return s.evolve(bufs=(*s.bufs, b)), buf
 
@@ -594,14 +679,23 @@ def dma_buf_dynamic_attach_start(
     is not on the list yet: dma_buf_dynamic_attach_finish takes the resv and lists it, so a
     thread model can let other threads run in between, as the kernel can.
 
-    Returns: the AttachId; -EINVAL (WARN: NULL buffer or device), -ENOMEM, or ops.attach's error
-    (the attachment is then freed). Core-semantics §5.3 steps 1-4.
+    Design hooks (CorePolicy): before v7 importer ops without the callback were a WARN and
+    -EINVAL (``dynamic_attach_requires_callback``); under revoke-v1 an importer that offers the
+    callback is put in revoke mode (``revoke_mode_negotiated``, [inference]).
+
+    Returns: the AttachId; -EINVAL (WARN: NULL buffer or device; before v7 also importer ops
+    without the callback), -ENOMEM, or ops.attach's error (the attachment is then freed).
+    Core-semantics §5.3 steps 1-4, §3, §7.
     """
     if buf is None or dev is None:
         return warn(s, 0, "dma_buf_dynamic_attach: NULL dmabuf or dev"), -EINVAL
     b = s.bufs[buf]
     if b.released:
         return _use_after_free(s, f"dma_buf_dynamic_attach on released buf{buf}", 4), -EINVAL
+    has_callback = importer_ops is not None and importer_ops.invalidate_mappings is not None
+    if b.policy.dynamic_attach_requires_callback and importer_ops is not None and not has_callback:
+        what = "dma_buf_dynamic_attach: importer_ops without move_notify"
+        return warn(s, 0, what), -EINVAL
     if alloc_fails:
         return s, -ENOMEM
     attach = len(s.attachments)
@@ -611,6 +705,7 @@ def dma_buf_dynamic_attach_start(
         importer_ops=importer_ops,
         importer_priv=importer_priv,
         peer2peer=importer_ops is not None and importer_ops.allow_peer2peer,
+        revoke_mode=b.policy.revoke_mode_negotiated and has_callback,
     )
     s = s.evolve(attachments=(*s.attachments, a))
     if b.ops.attach is not None:
@@ -819,8 +914,11 @@ def dma_buf_map_attachment_start(
     importers) and hands it over; a thread model puts its sleep point between the two calls,
     where the kernel sleeps with the resv held.
 
-    Returns: the SgtId (waiting), or -EINVAL (WARN: NULL attachment), the pin error or the map
-    error. Core-semantics §5.6 steps 1-2, §10 #8, #16, #20.
+    revoke-v1 [inference, §7]: a buffer in the core revoked state fails with -ENODEV before
+    the exporter is asked (never under the merged core, where nothing sets it).
+
+    Returns: the SgtId (waiting), or -EINVAL (WARN: NULL attachment), -ENODEV (core revoked),
+    the pin error or the map error. Core-semantics §5.6 steps 1-2, §10 #8, #16, #20.
     """
     s, ok = _attach_usable(s, attach, "dma_buf_map_attachment")
     if not ok or attach is None:
@@ -830,6 +928,8 @@ def dma_buf_map_attachment_start(
     s = dma_resv_assert_held(
         s, b.resv, tid, "dma_buf_map_attachment without resv held", invariant=8
     )
+    if b.revoked:
+        return s, -ENODEV
     pin_on_map = dma_buf_pin_on_map(s, attach)
     if pin_on_map:
         assert b.ops.pin is not None
@@ -1058,7 +1158,12 @@ def dma_buf_invalidate_mappings(s: KState, tid: Tid, buf: BufId) -> KState:
     s = dma_resv_assert_held(
         s, b.resv, tid, "dma_buf_invalidate_mappings without resv held", invariant=10
     )
-    for attach in b.attachments:
+    return _call_invalidate_mappings(s, tid, buf)
+
+
+def _call_invalidate_mappings(s: KState, tid: Tid, buf: BufId) -> KState:
+    """Call importer_ops.invalidate_mappings for every attachment that has it, newest first."""
+    for attach in s.bufs[buf].attachments:
         ops = s.attachments[attach].importer_ops
         if ops is None or ops.invalidate_mappings is None:
             continue
@@ -1066,6 +1171,27 @@ def dma_buf_invalidate_mappings(s: KState, tid: Tid, buf: BufId) -> KState:
             s = _set_sgt(s, sgt, replace(s.sg_tables[sgt], invalidated=True))
         s = ops.invalidate_mappings(s, tid, attach)
     return s
+
+
+def dma_buf_revoke(s: KState, tid: Tid, buf: BufId) -> KState:
+    """dma_buf_revoke - revoke-v1's exporter call: kill the buffer for good [inference].
+
+    Reconstructed from the seed thread's v1 proposal (core-semantics §7; designs/revoke_v1.py):
+    caller (the exporter) holds the resv (asserted: WARN #10). Sets the one-way core revoked
+    state, after which dma_buf_map_attachment, dma_buf_vmap and mmap fail with -ENODEV for the
+    rest of the buffer's life, then calls invalidate_mappings on every attachment that has it
+    (revoke-mode attachments take it as the terminal revoke; dynamic ones as a move they can
+    never map again after). A second call only invalidates again. The two waits of §5.8 (fences,
+    then unmaps) stay the exporter's job, as with dma_buf_invalidate_mappings.
+    Under the merged core nobody calls it (MAINLINE_POLICY has no core revoked state).
+    """
+    b = s.bufs[buf]
+    if b.released:
+        return _use_after_free(s, f"dma_buf_revoke on released buf{buf}", 6)
+    s = dma_resv_assert_held(s, b.resv, tid, "dma_buf_revoke without resv held", invariant=10)
+    if not b.revoked:
+        s = _set_buf(s, buf, replace(s.bufs[buf], revoked=True))
+    return _call_invalidate_mappings(s, tid, buf)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1081,8 +1207,8 @@ def dma_buf_vmap(s: KState, tid: Tid, buf: BufId | None) -> tuple[KState, int]:
     drops that WARN; the model follows the spec) and leaves the counter at 0.
 
     Returns: the map cookie (> 0, standing for the iosys_map the kernel fills in and its 0
-    return); -EINVAL (WARN: NULL buffer; or no ops.vmap); the exporter's error.
-    Core-semantics §5.12, §10 #8, #25, #26.
+    return); -EINVAL (WARN: NULL buffer; or no ops.vmap); -ENODEV (revoke-v1's core revoked
+    state, [inference]); the exporter's error. Core-semantics §5.12, §10 #8, #25, #26.
     """
     if buf is None:
         return warn(s, 0, "dma_buf_vmap: NULL dmabuf"), -EINVAL
@@ -1092,6 +1218,8 @@ def dma_buf_vmap(s: KState, tid: Tid, buf: BufId | None) -> tuple[KState, int]:
     s = dma_resv_assert_held(s, b.resv, tid, "dma_buf_vmap without resv held", invariant=8)
     if b.ops.vmap is None:
         return s, -EINVAL
+    if b.revoked:  # revoke-v1's core revoked state [inference, §7]
+        return s, -ENODEV
     if b.vmapping_counter > 0:
         if b.vmap_ptr == 0:
             return warn(s, 25, "dma_buf_vmap: counter set but no cached vmap", "BUG"), -EINVAL
@@ -1296,7 +1424,8 @@ def dma_buf_mmap(
     size >> PAGE_SHIFT, so a trailing partial page cannot be mapped.
 
     Returns: 0; -EINVAL (WARN: NULL; no ops.mmap; past the end); -EOVERFLOW (pgoff + npages
-    wraps); the exporter's error. Core-semantics §5.11, §10 #29.
+    wraps); -ENODEV (revoke-v1's core revoked state, [inference]); the exporter's error.
+    Core-semantics §5.11, §10 #29.
     """
     if buf is None:
         return warn(s, 0, "dma_buf_mmap: NULL dmabuf"), -EINVAL
@@ -1309,6 +1438,8 @@ def dma_buf_mmap(
         return s, -EOVERFLOW
     if pgoff + npages > b.size >> PAGE_SHIFT:
         return s, -EINVAL
+    if b.revoked:  # revoke-v1's core revoked state [inference, §7]
+        return s, -ENODEV
     return _mmap_common(s, tid, buf, pgoff, npages, "dma_buf_mmap")
 
 
@@ -1320,7 +1451,8 @@ def dma_buf_mmap_internal(
     Caller must not hold the resv (WARN #9). On success the vma holds a file reference.
 
     Returns: 0; -EBADF (no such descriptor, from the syscall layer); -EINVAL (not a dma-buf file,
-    no ops.mmap, or ``pgoff + npages`` past size >> PAGE_SHIFT); the exporter's error.
+    no ops.mmap, or ``pgoff + npages`` past size >> PAGE_SHIFT); -ENODEV (revoke-v1's core
+    revoked state, [inference]); the exporter's error.
     Core-semantics §5.11, §10 #29.
     """
     entry = fd_lookup(s, fd)
@@ -1332,6 +1464,8 @@ def dma_buf_mmap_internal(
     b = s.bufs[buf]
     if b.ops.mmap is None or pgoff + npages > b.size >> PAGE_SHIFT:
         return s, -EINVAL
+    if b.revoked:  # revoke-v1's core revoked state [inference, §7]
+        return s, -ENODEV
     return _mmap_common(s, tid, buf, pgoff, npages, "dma_buf_mmap_internal")
 
 
@@ -1346,6 +1480,7 @@ def dma_buf_vma_close(s: KState, tid: Tid, buf: BufId) -> KState:
 
 __all__ = [
     "DMA_BUF_NAME_LEN",
+    "MAINLINE_POLICY",
     "O_ACCMODE",
     "O_CLOEXEC",
     "O_NONBLOCK",
@@ -1355,6 +1490,7 @@ __all__ = [
     "PAGE_SHIFT",
     "PAGE_SIZE",
     "RLIMIT_NOFILE",
+    "CorePolicy",
     "DmaBuf",
     "DmaBufAttachOps",
     "DmaBufAttachment",
@@ -1366,6 +1502,7 @@ __all__ = [
     "dma_buf_attach",
     "dma_buf_attach_revocable",
     "dma_buf_attachment_is_dynamic",
+    "dma_buf_attachment_is_revoke",
     "dma_buf_begin_cpu_access",
     "dma_buf_begin_cpu_access_start",
     "dma_buf_begin_cpu_access_wait",
@@ -1389,6 +1526,7 @@ __all__ = [
     "dma_buf_pin",
     "dma_buf_pin_on_map",
     "dma_buf_put",
+    "dma_buf_revoke",
     "dma_buf_unmap_attachment",
     "dma_buf_unmap_attachment_unlocked",
     "dma_buf_unpin",
