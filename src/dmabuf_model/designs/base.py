@@ -58,6 +58,9 @@ class Design:
     vfio_revoke_waits: bool
     invalidate_contract: bool
     legacy_pinned_stub_callback: bool
+    iommufd_pins: bool = True
+    """iommufd calls dma_buf_pin in MAP_FILE: only since v7 ("iommufd: Add dma_buf_pin()",
+    drivers.md §2, core-semantics §7 item 7)."""
     variant: str = ""
     inference: bool = False
     cites: tuple[str, ...] = ()
@@ -105,6 +108,7 @@ class Design:
             "vfio_revoke_waits": self.vfio_revoke_waits,
             "invalidate_contract": self.invalidate_contract,
             "legacy_pinned_stub_callback": self.legacy_pinned_stub_callback,
+            "iommufd_pins": self.iommufd_pins,
         }
 
 

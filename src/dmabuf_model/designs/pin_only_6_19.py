@@ -38,6 +38,7 @@ PIN_ONLY_6_19 = Design(
     vfio_revoke_waits=False,
     invalidate_contract=False,
     legacy_pinned_stub_callback=True,
+    iommufd_pins=False,
     variant="accept-at-attach",
     cites=("drivers.md §1.2", "drivers.md §1.8", "drivers.md §3.1", "core-semantics §3"),
 )
@@ -57,6 +58,7 @@ PIN_ONLY_6_19_RC = Design(
     vfio_revoke_waits=False,
     invalidate_contract=False,
     legacy_pinned_stub_callback=True,
+    iommufd_pins=False,
     variant="refuse-at-pin",
     cites=("drivers.md §1.2", "drivers.md §1.8", "drivers.md §3.1", "core-semantics §3"),
 )

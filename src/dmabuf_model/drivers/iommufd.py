@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from dmabuf_model.check.model import Property
+from dmabuf_model.designs import design_of
 from dmabuf_model.drivers.base import (
     DriverEnv,
     DriverError,
@@ -389,16 +390,19 @@ class IommufdImporter(Importer):
             return r
         s = r[0]
         emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
-        s, ret = dma_buf_pin(s, t.tid, attach)
-        emit_call("dma_buf_pin", f"attach{attach}", ret)
+        ret = 0
+        if design_of(self.env.options).iommufd_pins:  # since v7 (drivers.md §2.1 step 4)
+            s, ret = dma_buf_pin(s, t.tid, attach)
+            emit_call("dma_buf_pin", f"attach{attach}", ret)
         if ret < 0:
             s = dma_resv_unlock(s, t.tid, resv)
             return finish(self._undo_attach(s, t, buf, attach), t, ret=ret)
         s, phys = vfio_pci_dma_buf_iommufd_map(s, t.tid, attach)
         emit_call("vfio_pci_dma_buf_iommufd_map", f"attach{attach}", phys)
         if isinstance(phys, int):
-            s = dma_buf_unpin(s, t.tid, attach)
-            emit_call("dma_buf_unpin", f"attach{attach}")
+            if design_of(self.env.options).iommufd_pins:
+                s = dma_buf_unpin(s, t.tid, attach)
+                emit_call("dma_buf_unpin", f"attach{attach}")
             s = dma_resv_unlock(s, t.tid, resv)
             return finish(self._undo_attach(s, t, buf, attach), t, ret=phys)
         start = cast(int, t.local("start")) // PAGE_SIZE
@@ -466,6 +470,8 @@ class IommufdImporter(Importer):
         index = cast(int, t.local("area"))
         area = self.state(s).areas[index]
         resv = s.bufs[area.buf].resv
+        if not design_of(self.env.options).iommufd_pins:  # nothing was pinned before v7
+            return goto(s, t, _RELEASE_DETACH)
         if self.options["unpin_locked"]:
             r = dma_resv_lock(s, t.tid, resv, None)
             if isinstance(r, Blocked):
