@@ -17,9 +17,11 @@ from dmabuf_model.check import check
 from dmabuf_model.drivers.compose import DmaBufSystem
 from dmabuf_model.drivers.rdma_umem import RdmaOdpImporter, RdmaPinnedImporter
 from dmabuf_model.drivers.vfio_pci import VfioPciExporter
+from dmabuf_model.errors import ScenarioError
 from dmabuf_model.platform.topology import Topology
 from dmabuf_model.report.designs import (
     CASES,
+    FILE_ROWS,
     Cell,
     DesignCase,
     Row,
@@ -176,7 +178,8 @@ def test_compare_designs_main_rejects_bad_input_with_exit_code_2() -> None:
         2,
     )
     text, code = compare_designs_main(["nope"], "markdown")
-    assert code == 2 and text.startswith("compare-designs: scenario 'nope' is not known")
+    assert code == 2 and text.startswith("nope: (file): not a file and not a bundled scenario")
+    assert text.count("\n") == 1
     text, code = compare_designs_main([], "json", designs=["v9"])
     assert code == 2 and text.startswith("compare-designs: unknown design 'v9'")
 
@@ -201,9 +204,19 @@ def test_cases_for_keeps_table_order_and_names_unknown_scenarios() -> None:
         "vfio-pci x rdma-pinned-revocable",
         "vfio-pci x amdgpu",
     ]
-    assert len(cases_for([])) == len(CASES)
-    with pytest.raises(ValueError, match=r"^scenario 'x' is not known to compare-designs; known: "):
+    everything = cases_for([])
+    assert everything[: len(CASES)] == list(CASES)
+    assert [c.scenario for c in everything[len(CASES) :]] == list(FILE_ROWS)
+    with pytest.raises(ScenarioError, match=r"^x: \(file\): not a file and not a bundled scenario"):
         cases_for(["x"])
+
+
+def test_a_bundled_scenario_without_design_rows_runs_whole_from_its_file() -> None:
+    """compare-designs takes any bundled scenario or scenario file (issue 6, part 2)."""
+    (case,) = cases_for(["broken-exporter-no-fence-wait"])
+    assert case.pair == "amdgpu x xe"
+    cell = run_cell(case, "merged-2026", out_dir=None)
+    assert cell.label().startswith("violation: no_dma_violation (dma_after_reuse)")
 
 
 def _two_importers(design: str) -> DmaBufSystem:

@@ -47,6 +47,7 @@ from dmabuf_model.drivers.rdma_umem import (
     RdmaPinnedRevocableImporter,
 )
 from dmabuf_model.drivers.vfio_pci import VfioPciExporter, vfio_dma_buf
+from dmabuf_model.errors import ScenarioError
 from dmabuf_model.kernel.dma_buf import live_sgts
 from dmabuf_model.kernel.state import KState
 from dmabuf_model.platform.oracle import violations
@@ -266,19 +267,35 @@ def scenario_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.scenario for c in CASES))
 
 
+FILE_ROWS: tuple[str, ...] = ("broken-exporter-no-fence-wait", "broken-importer-never-unmaps")
+"""Bundled scenarios run whole, as one row each, when no scenario is named."""
+
+
+def _file_case(arg: str) -> DesignCase:
+    """A scenario file (a bundled name or a path) as one row, built by the scenario loader."""
+    from dmabuf_model.scenario import build, resolve
+
+    sc = resolve(arg)
+    return scenario_case(sc.name, lambda design: build(sc, design=design).system, sc.summary)
+
+
 def cases_for(scenarios: Sequence[str]) -> list[DesignCase]:
     """cases_for - the rows of the named scenarios (all when none is named), in table order.
 
-    ValueError names the unknown scenario and lists the known ones.
+    A name with design rows of its own (``CASES``: one row per exporter x importer pair) gives
+    those rows; any other bundled scenario or scenario file is run whole as one row. A
+    ScenarioError (unknown name, malformed file) propagates with its FILE:LINE message.
     """
     known = scenario_names()
+    if not scenarios:
+        return [*CASES, *(_file_case(name) for name in FILE_ROWS)]
+    rows: list[DesignCase] = []
     for name in scenarios:
-        if name not in known:
-            raise ValueError(
-                f"scenario {name!r} is not known to compare-designs; known: {', '.join(known)}"
-            )
-    wanted = set(scenarios) or set(known)
-    return [c for c in CASES if c.scenario in wanted]
+        if name in known:
+            rows.extend(c for c in CASES if c.scenario == name)
+        else:
+            rows.append(_file_case(name))
+    return rows
 
 
 # --- one cell ------------------------------------------------------------------------------------
@@ -506,6 +523,10 @@ def model_for(scenario: Mapping[str, Any]) -> SystemModel:
         if case.scenario == name and case.pair == pair:
             design_of({"design": design})
             return case.build(design).model(name=f"{case.slug}[{design}]")
+    if isinstance(name, str) and name not in scenario_names():
+        case = _file_case(name)
+        design_of({"design": design})
+        return case.build(design).model(name=f"{case.slug}[{design}]")
     raise ValueError(f"no compare-designs row {name!r} / {pair!r}; rows: {scenario_names()}")
 
 
@@ -666,8 +687,8 @@ def compare_designs_main(
             return f"compare-designs: unknown design {name!r}; known designs: {known}\n", 2
     try:
         cases = cases_for(scenarios)
-    except ValueError as exc:
-        return f"compare-designs: {exc}\n", 2
+    except ScenarioError as exc:
+        return f"{exc}\n", 2
     try:
         rows = compare_designs(cases, chosen, out_dir=out_dir)
     except DesignError as exc:  # pragma: no cover - names were checked above
@@ -676,6 +697,7 @@ def compare_designs_main(
 
 
 __all__ = [
+    "FILE_ROWS",
     "CASES",
     "DEFAULT_OUT_DIR",
     "DYNAMIC_IMPORTERS",
