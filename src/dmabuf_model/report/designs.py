@@ -697,10 +697,10 @@ def compare_designs_main(
 
 
 __all__ = [
-    "FILE_ROWS",
     "CASES",
     "DEFAULT_OUT_DIR",
     "DYNAMIC_IMPORTERS",
+    "FILE_ROWS",
     "FORMATS",
     "MAX_STATES",
     "PINNING_IMPORTERS",
