@@ -13,20 +13,23 @@ from dataclasses import replace
 import pytest
 from test_ttm import (
     BIDI,
+    NIC,
     SYSTEM,
     TT,
     VRAM,
     StandInImporter,
-    StandInState,
+    check_iommufd_rejected_after_a_pin,
+    check_pinned_rdma_stays_in_vram,
+    check_rdma_odp_is_movable,
     exhaustive,
     mixed_topology,
+    resv_locked,
     rig,
 )
 
 from dmabuf_model.drivers.amdgpu import AmdgpuExporter, AmdgpuImporter
 from dmabuf_model.drivers.base import DriverError, Importer, set_platform
 from dmabuf_model.drivers.compose import DmaBufSystem
-from dmabuf_model.drivers.iommufd import IommufdImporter
 from dmabuf_model.drivers.rdma_umem import (
     RdmaOdpImporter,
     RdmaPinnedImporter,
@@ -46,27 +49,12 @@ from dmabuf_model.kernel.dma_buf import (
     dma_buf_vmap,
     dma_buf_vunmap,
 )
-from dmabuf_model.kernel.dma_resv import dma_resv_lock, dma_resv_unlock
+from dmabuf_model.kernel.dma_resv import dma_resv_unlock
 from dmabuf_model.kernel.state import Blocked, KState
 from dmabuf_model.platform.dma import DmaPath, TransferStatus
 from dmabuf_model.platform.pci import pci_remove_bus_device
 from dmabuf_model.platform.topology import Topology
 from dmabuf_model.system.threads import world
-
-NIC = Topology.simple(["gpu0", "nic0"])
-
-
-def _standin(r_state: KState, drv: StandInImporter) -> StandInState:
-    rec = drv.state(r_state)
-    assert isinstance(rec, StandInState)
-    return rec
-
-
-def _locked(s: KState, tid: int = 0) -> KState:
-    r = dma_resv_lock(s, tid, 0, None)
-    assert not isinstance(r, Blocked)
-    return r[0]
-
 
 # ------------------------------------------------------------------------------------------------
 # export (drivers.md §4.1)
@@ -116,7 +104,7 @@ def test_attach_clears_peer2peer(topo: Topology, exp_kw: dict[str, object], dev:
         exp_kw=exp_kw,
         imp_kw={"pin": False, "revocable": True},
     )
-    rec = _standin(r.s, r.imp)
+    rec = r.imp.state(r.s)
     assert rec.attach == 0 and not r.s.attachments[0].peer2peer
 
 
@@ -132,7 +120,7 @@ def test_xgmi_peer_keeps_peer2peer_without_a_pci_path_but_vram_map_warns_einval(
         imp_kw={"pin": False},
     )
     assert r.s.attachments[0].peer2peer
-    assert _standin(r.s, r.imp).map_ret == -errno.EINVAL
+    assert r.imp.state(r.s).map_ret == -errno.EINVAL
     assert any("XGMI" in w.what for w in r.s.warnings)
 
 
@@ -175,7 +163,7 @@ def test_pin_of_a_vram_only_bo_for_a_non_p2p_importer_warns_einval() -> None:
         exp_kw={"allowed_domains": ("VRAM",)},
         imp_kw={"revocable": False},
     )
-    assert _standin(r.s, r.imp).pin_ret == -errno.EINVAL
+    assert r.imp.state(r.s).pin_ret == -errno.EINVAL
     assert r.exp.state(r.s).bo.pin_count == 0
     assert any("no domain left" in w.what for w in r.s.warnings)
 
@@ -190,7 +178,7 @@ def test_second_pin_outside_the_pinned_domain_is_einval() -> None:
         more=[(StandInImporter, "gpu2", {"name": "other", "revocable": False})],
     )
     assert r.exp.state(r.s).bo.placement is VRAM
-    assert _standin(r.s, r.drivers[2]).pin_ret == -errno.EINVAL
+    assert r.drivers[2].state(r.s).pin_ret == -errno.EINVAL
     assert r.exp.state(r.s).bo.pin_count == 1
 
 
@@ -202,7 +190,7 @@ def test_map_for_a_non_p2p_importer_moves_the_bo_to_gtt() -> None:
     """Unpinned, not P2P: map_dma_buf validates into GTT and dma-maps RAM pages (§4.1)."""
     topo = Topology.simple(["gpu0", "gpu1"], no_p2p=True)
     r = rig(AmdgpuExporter, StandInImporter, topo=topo, imp_kw={"pin": False})
-    assert r.exp.state(r.s).bo.placement is TT and _standin(r.s, r.imp).map_ret == 0
+    assert r.exp.state(r.s).bo.placement is TT and r.imp.state(r.s).map_ret == 0
     assert r.ps.mappings[0].path is DmaPath.IOVA  # RAM through the importer's IOMMU domain
 
 
@@ -211,7 +199,7 @@ def test_map_in_gtt_fails_ebusy_when_the_dma_mapping_fails() -> None:
     topo = Topology.simple(["gpu0", "gpu1"], no_p2p=True)
     r = rig(AmdgpuExporter, StandInImporter, topo=topo, imp_kw={"pin": False})
     s = set_platform(r.s, pci_remove_bus_device(r.ps, topo, "gpu1"))
-    s = _locked(s)
+    s = resv_locked(s)
     m = dma_buf_map_attachment(s, 0, 0, BIDI)
     assert not isinstance(m, Blocked) and m[1] == -errno.EBUSY
 
@@ -220,7 +208,7 @@ def test_map_of_a_bo_pinned_in_system_is_einval() -> None:
     """Other placements are -EINVAL (§4.1); reached here by a constructed state."""
     r = rig(AmdgpuExporter, StandInImporter, imp_kw={"pin": False})
     bo = replace(r.exp.state(r.s).bo, placement=SYSTEM, pin_count=1)
-    s = _locked(r.exp._set_bo(r.s, bo))
+    s = resv_locked(r.exp._set_bo(r.s, bo))
     m = dma_buf_map_attachment(s, 0, 0, BIDI)
     assert not isinstance(m, Blocked) and m[1] == -errno.EINVAL
 
@@ -229,7 +217,7 @@ def test_map_fails_enomem_when_gtt_has_no_free_ram() -> None:
     """The validate error (-ENOMEM: no RAM for GTT) propagates from map_dma_buf (§4.1)."""
     topo = Topology.simple(["gpu0", "gpu1"], no_p2p=True, ram=0)
     r = rig(AmdgpuExporter, StandInImporter, topo=topo, imp_kw={"pin": False})
-    assert _standin(r.s, r.imp).map_ret == -errno.ENOMEM
+    assert r.imp.state(r.s).map_ret == -errno.ENOMEM
     assert r.exp.state(r.s).bo.placement is VRAM
 
 
@@ -255,14 +243,14 @@ def _begin(s: KState, d: DmaDataDirection) -> tuple[KState, int]:
 def test_vmap_pins_the_bo_so_eviction_is_refused_until_vunmap() -> None:
     """vmap pins in GTT|VRAM while mapped (§4.1); a pinned BO is not moved (§10 #20)."""
     r = rig(AmdgpuExporter)
-    s = _locked(r.s)
+    s = resv_locked(r.s)
     s, cookie = dma_buf_vmap(s, 0, 0)
     assert cookie > 0 and r.exp.state(s).bo.pin_count == 1
     r.s = dma_resv_unlock(s, 0, 0)
     ev = r.fire("amdgpu: ttm_bo_evict")
     r.run(ev)
     assert r.ret(ev) == -errno.EBUSY
-    s = dma_buf_vunmap(_locked(r.s), 0, 0, cookie)
+    s = dma_buf_vunmap(resv_locked(r.s), 0, 0, cookie)
     assert r.exp.state(s).bo.pin_count == 0
 
 
@@ -284,9 +272,9 @@ def test_amdgpu_invalidates_when_leaving_vram_or_gtt_but_not_system() -> None:
     )
     r.run(r.fire("amdgpu: ttm_bo_evict"))
     r.run(r.fire("amdgpu: ttm_bo_evict"))
-    assert r.exp.state(r.s).bo.placement is SYSTEM and _standin(r.s, r.imp).invalidations == 2
+    assert r.exp.state(r.s).bo.placement is SYSTEM and r.imp.state(r.s).invalidations == 2
     r.run(r.fire("xe: xe_exec_ioctl"))  # validates SYSTEM -> VRAM: no invalidation
-    assert r.exp.state(r.s).bo.placement is VRAM and _standin(r.s, r.imp).invalidations == 2
+    assert r.exp.state(r.s).bo.placement is VRAM and r.imp.state(r.s).invalidations == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,33 +284,13 @@ def test_amdgpu_invalidates_when_leaving_vram_or_gtt_but_not_system() -> None:
 def test_amdgpu_to_iommufd_is_rejected_after_a_pin_in_gtt() -> None:
     """iommufd: attach and pin happen first (GTT: the misc device is not P2P), then the
     private map fails with -EOPNOTSUPP and everything is undone (§7, §2.1)."""
-    topo = Topology.simple(["gpu0", "dev1"], non_pci=["iommufd"])
-    r = rig(
-        AmdgpuExporter, IommufdImporter, topo=topo, imp_dev="iommufd", imp_kw={"dma_device": "dev1"}
-    )
-    t = r.fire("iommufd: IOMMU_IOAS_MAP_FILE")
-    log = "\n".join(r.run(t))
-    assert r.ret(t) == -errno.EOPNOTSUPP
-    assert "dma_buf_pin(attach0) = 0" in log and "dma_buf_unpin(attach0)" in log
-    bo = r.exp.state(r.s).bo
-    assert bo.placement is TT and bo.pin_count == 0 and r.s.attachments[0].detached
+    check_iommufd_rejected_after_a_pin(AmdgpuExporter, pinned_in=TT)
 
 
 def test_amdgpu_to_rdma_odp_is_movable() -> None:
     """RDMA ODP: the fault maps VRAM by P2P; a TTM move invalidates (zap + unmap); the next
     fault maps the new pages (§7)."""
-    r = rig(AmdgpuExporter, RdmaOdpImporter, topo=NIC, imp_dev="nic0", imp_kw={"access_budget": 2})
-    for event in ("ibv_reg_dmabuf_mr", "NIC accesses the MR"):
-        r.fire(f"rdma-odp: {event}")
-        r.settle()
-    assert r.ps.mappings[0].range == r.exp.vram_range
-    ev = r.fire("amdgpu: ttm_bo_evict")
-    r.settle()
-    assert r.ret(ev) == 0 and not r.s.sg_tables[0].live
-    r.fire("rdma-odp: NIC accesses the MR")
-    r.settle()
-    assert r.ps.mappings[1].range == r.exp.state(r.s).bo.pages != r.exp.vram_range
-    assert r.findings() == [] and not r.s.warnings
+    check_rdma_odp_is_movable(AmdgpuExporter)
 
 
 @pytest.mark.parametrize(
@@ -333,14 +301,7 @@ def test_amdgpu_to_pinned_rdma_is_pinned_in_vram_and_never_invalidated(
 ) -> None:
     """RDMA pinned and pinned-revocable: pinned in VRAM (every attachment P2P); the eviction is
     refused, so the revoke is never triggered (§7)."""
-    r = rig(AmdgpuExporter, importer, topo=NIC, imp_dev="nic0")
-    r.fire(f"{importer.kind}: ibv_reg_dmabuf_mr")
-    r.settle()
-    bo = r.exp.state(r.s).bo
-    assert bo.placement is VRAM and bo.pin_count == 1
-    ev = r.fire("amdgpu: ttm_bo_evict")
-    r.run(ev)
-    assert r.ret(ev) == -errno.EBUSY and not r.s.sg_tables[0].invalidated
+    check_pinned_rdma_stays_in_vram(AmdgpuExporter, importer)
 
 
 @pytest.mark.parametrize("importer", [AmdgpuImporter, XeImporter])

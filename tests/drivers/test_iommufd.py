@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any, cast
 
 import pytest
+from driver_helpers import run, settle
 
 from dmabuf_model.check import check
 from dmabuf_model.drivers.base import DriverError, platform
@@ -31,35 +32,10 @@ from dmabuf_model.platform.iommu import iommu_lookup
 from dmabuf_model.platform.oracle import FindingKind, findings_of, no_dma_violation
 from dmabuf_model.platform.topology import Topology
 from dmabuf_model.system.model import EnvStep, SystemModel, ThreadStep, run_step, run_thread
-from dmabuf_model.system.threads import Branches, Program, spawn, world
+from dmabuf_model.system.threads import spawn, world
 
 DOMAIN = 2
 """The IOAS's domain: functions vfio0 and gpu0 have default domains 0 and 1."""
-
-
-def settle(s: KState) -> KState:
-    """Step every unfinished thread, lowest tid first, until all are done (scripted runs)."""
-    while True:
-        pending = [t for t in world(s).threads if not t.done]
-        if not pending:
-            return s
-        for t in pending:
-            out = run_step(s, t)
-            if isinstance(out, Branches):
-                results = [thunk() for _, thunk in out.alternatives]
-                out = next((r for r in results if isinstance(r, KState)), results[0])
-            if isinstance(out, KState):
-                s = out
-                break
-        else:
-            raise RuntimeError(f"stuck: {[(str(t), t.pc) for t in pending]}")
-
-
-def run(s: KState, prog: Program, **local: Any) -> tuple[KState, Any]:
-    """Run ``prog`` (and whatever it waits for) to the end; its ``ret`` local."""
-    s, tid = spawn(s, prog, "", **local)
-    s = settle(s)
-    return s, world(s).threads[tid].local("ret")
 
 
 def pair(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import pytest
+from driver_helpers import fire, go, run_thread_until_blocked, step
 
 from dmabuf_model.check import check
 from dmabuf_model.check.model import Property
@@ -67,7 +68,7 @@ from dmabuf_model.platform.oracle import (
     oracle_unrevoke,
 )
 from dmabuf_model.platform.topology import Topology
-from dmabuf_model.system.model import EnvEvent, EnvStep, SystemModel, run_step, run_thread
+from dmabuf_model.system.model import EnvEvent, run_thread
 from dmabuf_model.system.threads import Thread, finish, goto, program, spawn, world
 
 PAGE = 4096
@@ -108,9 +109,7 @@ class ToyBarExporter(Exporter):
         return BarState()
 
     def st(self, s: KState) -> BarState:
-        v = self.state(s)
-        assert isinstance(v, BarState)
-        return v
+        return self.state_as(s, BarState)
 
     def _put(self, s: KState, **kw: Any) -> KState:
         return self.set_state(s, replace(self.st(s), **kw))
@@ -265,40 +264,6 @@ def bar_system(
     i = system.add_importer(importer, device="nic0", source=e, **imp)
     assert isinstance(e, ToyBarExporter)
     return system, e, i
-
-
-def fire(model: SystemModel, s: KState, event: str) -> tuple[KState, int]:
-    for i, ev in enumerate(model.events):
-        if ev.name == event:
-            nxt = model.next_state(s, EnvStep(i, event))
-            assert nxt is not None, f"event {event!r} is not enabled"
-            return nxt, len(world(nxt).threads) - 1
-    raise KeyError(f"{event!r}; events: {[e.name for e in model.events]}")
-
-
-def go(model: SystemModel, s: KState, event: str) -> tuple[KState, Hashable]:
-    """Fire ``event``, run its thread to the end (and any DMA engine): state, the thread's ret."""
-    s, tid = fire(model, s, event)
-    s = run_thread(s, tid)
-    for t in world(s).threads:
-        if not t.done and t.name.endswith("DMA engine"):
-            s = run_thread(s, t.tid)
-    return s, world(s).threads[tid].local("ret")
-
-
-def step(s: KState, tid: int) -> KState | Blocked:
-    out = run_step(s, world(s).threads[tid])
-    assert isinstance(out, (KState, Blocked)), out
-    return out
-
-
-def until_blocked(s: KState, tid: int) -> KState:
-    while not world(s).threads[tid].done:
-        out = step(s, tid)
-        if isinstance(out, Blocked):
-            return s
-        s = out
-    return s
 
 
 # --- ib_umem_dmabuf_get errnos (drivers.md §3.1 "common details") --------------------------------
@@ -458,7 +423,7 @@ def test_odp_fault_waits_for_kernel_fences_holding_the_resv() -> None:
     model = system.model()
     s, _ = go(model, model.init_states()[0], "rdma-odp: ibv_reg_dmabuf_mr")
     s, tid = fire(model, s, "rdma-odp: NIC accesses the MR")
-    s = until_blocked(s, tid)
+    s = run_thread_until_blocked(s, tid)
     assert world(s).threads[tid].pc == "ib_umem_dmabuf_map_pages: wait KERNEL fences"
     assert s.resvs[0].holder == tid and rdma.state(s).mtt == ()
     s, _ = go(model, s, "toy-bar: signal")

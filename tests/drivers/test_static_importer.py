@@ -11,16 +11,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from driver_helpers import fire, job_ret, run_engines, run_thread_until_blocked, step
+
 from dmabuf_model.check import check
 from dmabuf_model.check.model import Property
 from dmabuf_model.drivers.base import Exporter, Option, platform, set_platform
 from dmabuf_model.drivers.compose import DmaBufSystem
-from dmabuf_model.drivers.static_importer import (
-    StaticImporter,
-    StaticImporterState,
-    device_dma_submit,
-    dma_abort_mapping_transfers,
-)
+from dmabuf_model.drivers.device_dma import device_dma_submit, dma_abort_mapping_transfers
+from dmabuf_model.drivers.static_importer import StaticImporter, StaticImporterState
 from dmabuf_model.drivers.system_heap import SystemHeapExporter
 from dmabuf_model.drivers.vfio_pci import VfioPciExporter
 from dmabuf_model.kernel import errno
@@ -49,41 +47,10 @@ from dmabuf_model.platform.dma import TransferStatus, dma_map_phys, dma_unmap_ph
 from dmabuf_model.platform.memory import ram_alloc
 from dmabuf_model.platform.oracle import FindingKind, findings_of
 from dmabuf_model.platform.topology import Topology
-from dmabuf_model.system.model import EnvStep, SystemModel, run_step, run_thread
+from dmabuf_model.system.model import SystemModel, run_thread
 from dmabuf_model.system.threads import Thread, finish, program, spawn, world
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def fire(model: SystemModel, s: KState, event: str) -> tuple[KState, int]:
-    """Let environment event ``event`` happen; returns the state and the spawned thread's tid."""
-    for i, ev in enumerate(model.events):
-        if ev.name == event:
-            nxt = model.next_state(s, EnvStep(i, event))
-            assert nxt is not None, f"event {event!r} is not enabled"
-            return nxt, len(world(nxt).threads) - 1
-    raise KeyError(f"no event {event!r}; events: {[e.name for e in model.events]}")
-
-
-def step(s: KState, tid: int) -> KState | Blocked:
-    """One step of thread ``tid`` (Branches are not expected here)."""
-    out = run_step(s, world(s).threads[tid])
-    assert isinstance(out, (KState, Blocked)), out
-    return out
-
-
-def run_engines(s: KState) -> KState:
-    """Let every DMA engine thread run to its end."""
-    for t in world(s).threads:
-        if not t.done and t.name.endswith("DMA engine"):
-            s = run_thread(s, t.tid)
-    return s
-
-
-def job_ret(s: KState, tid: int) -> Hashable:
-    t = world(s).threads[tid]
-    assert t.done
-    return t.local("ret")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +78,7 @@ class ToyPinnableExporter(Exporter):
         return ToyState()
 
     def st(self, s: KState) -> ToyState:
-        v = self.state(s)
-        assert isinstance(v, ToyState)
-        return v
+        return self.state_as(s, ToyState)
 
     def dma_buf_ops(self) -> DmaBufOps:
         return DmaBufOps(
@@ -248,15 +213,6 @@ def test_map_on_pinnable_exporter_pins_for_exactly_the_life_of_the_mapping() -> 
     s = run_thread(run_engines(run_thread_until_blocked(s, tid)), tid)
     assert exp.st(s).pins == 0 and s.attachments[0].map_pins == 0
     assert job_ret(s, tid) == 0 and s.warnings == ()
-
-
-def run_thread_until_blocked(s: KState, tid: int) -> KState:
-    while not world(s).threads[tid].done:
-        out = step(s, tid)
-        if isinstance(out, Blocked):
-            return s
-        s = out
-    return s
 
 
 def test_static_map_waits_for_kernel_fences_with_the_resv_held() -> None:

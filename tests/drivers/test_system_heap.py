@@ -9,18 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from driver_helpers import boot, fire, job_ret, run_engines, run_thread_until_blocked
 
 from dmabuf_model.check import check
 from dmabuf_model.check.model import Property
 from dmabuf_model.drivers.base import platform
 from dmabuf_model.drivers.compose import DmaBufSystem
+from dmabuf_model.drivers.device_dma import device_dma_submit
 from dmabuf_model.drivers.rdma_umem import (
     MrState,
     RdmaOdpImporter,
     RdmaPinnedImporter,
     RdmaPinnedRevocableImporter,
 )
-from dmabuf_model.drivers.static_importer import StaticImporter, device_dma_submit
+from dmabuf_model.drivers.static_importer import StaticImporter
 from dmabuf_model.drivers.system_heap import SystemHeapBuffer, SystemHeapExporter
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
@@ -44,7 +46,7 @@ from dmabuf_model.kernel.state import Blocked, KState
 from dmabuf_model.platform.dma import DmaPath, MappingState
 from dmabuf_model.platform.oracle import FindingKind, findings_of
 from dmabuf_model.platform.topology import Topology
-from dmabuf_model.system.model import EnvStep, SystemModel, run_thread
+from dmabuf_model.system.model import run_thread
 from dmabuf_model.system.threads import world
 
 BIDI = DmaDataDirection.BIDIRECTIONAL
@@ -57,32 +59,6 @@ def heap_alone(**opts: Any) -> tuple[DmaBufSystem, SystemHeapExporter]:
     heap = system.add_exporter(SystemHeapExporter, device="system", **opts)
     assert isinstance(heap, SystemHeapExporter)
     return system, heap
-
-
-def boot(system: DmaBufSystem) -> KState:
-    return system.model().init_states()[0]
-
-
-def fire(model: SystemModel, s: KState, event: str) -> tuple[KState, int]:
-    for i, ev in enumerate(model.events):
-        if ev.name == event:
-            nxt = model.next_state(s, EnvStep(i, event))
-            assert nxt is not None, f"event {event!r} is not enabled"
-            return nxt, len(world(nxt).threads) - 1
-    raise KeyError(event)
-
-
-def run_engines(s: KState) -> KState:
-    for t in world(s).threads:
-        if not t.done and t.name.endswith("DMA engine"):
-            s = run_thread(s, t.tid)
-    return s
-
-
-def done(s: KState, tid: int) -> object:
-    t = world(s).threads[tid]
-    assert t.done
-    return t.local("ret")
 
 
 # --- DMA_HEAP_IOCTL_ALLOC ------------------------------------------------------------------------
@@ -285,10 +261,10 @@ def test_rdma_importers_register_access_and_deregister_on_the_heap(importer: typ
     name = rdma.name
     s, tid = fire(model, s, f"{name}: ibv_reg_dmabuf_mr")
     s = run_thread(s, tid)
-    assert done(s, tid) == 0 and rdma.state(s).mr is MrState.ACTIVE
+    assert job_ret(s, tid) == 0 and rdma.state(s).mr is MrState.ACTIVE
     s, tid = fire(model, s, f"{name}: NIC accesses the MR")
     s = run_engines(run_thread(s, tid))
-    assert done(s, tid) == 0 and rdma.state(s).accesses == 1
+    assert job_ret(s, tid) == 0 and rdma.state(s).accesses == 1
     s, tid = fire(model, s, f"{name}: ibv_dereg_mr")
     s = run_thread(s, tid)
     assert rdma.state(s).mr is MrState.RELEASED and s.attachments[0].detached
@@ -342,17 +318,6 @@ def run_step_ok(s: KState, tid: int) -> KState:
     return out
 
 
-def run_thread_until_blocked(s: KState, tid: int) -> KState:
-    from dmabuf_model.system.model import run_step
-
-    while not world(s).threads[tid].done:
-        out = run_step(s, world(s).threads[tid])
-        if not isinstance(out, KState):
-            return s
-        s = out
-    return s
-
-
 def test_a_second_allocation_takes_the_next_free_region_and_fd() -> None:
     """Each DMA_HEAP_IOCTL_ALLOC is a new buffer over fresh pages (drivers.md §5.1)."""
     system, heap = heap_alone()
@@ -375,7 +340,7 @@ def test_iommufd_cannot_map_a_heap_buffer() -> None:
     model = system.model()
     s, tid = fire(model, model.init_states()[0], "iommufd: IOMMU_IOAS_MAP_FILE")
     s = run_thread(s, tid)
-    assert done(s, tid) == -errno.EOPNOTSUPP and s.attachments[0].detached
+    assert job_ret(s, tid) == -errno.EOPNOTSUPP and s.attachments[0].detached
 
 
 @pytest.mark.parametrize(
@@ -394,7 +359,7 @@ def test_gpu_importers_map_the_heap_buffer_statically(importer: str, submit: str
     model = system.model()
     s, tid = fire(model, model.init_states()[0], submit)
     s = run_thread(s, tid)
-    assert done(s, tid) == 0
+    assert job_ret(s, tid) == 0
     (xfer,) = platform(s).transfers
     assert xfer.dev == "gpu1" and platform(s).mappings[xfer.mapping].range == 0
     check(model).assert_properties()

@@ -26,6 +26,8 @@ from dmabuf_model.drivers.base import (
     set_platform,
 )
 from dmabuf_model.drivers.compose import DmaBufSystem
+from dmabuf_model.drivers.iommufd import IommufdImporter
+from dmabuf_model.drivers.rdma_umem import RdmaOdpImporter
 from dmabuf_model.drivers.ttm import (
     TtmExporter,
     TtmExporterState,
@@ -205,6 +207,63 @@ def exhaustive(sysm: DmaBufSystem, extra: Sequence[Property[KState]] = ()) -> An
     return check(sysm.model(), stop_at_first=False)
 
 
+def resv_locked(s: KState, tid: int = 0) -> KState:
+    """``s`` with resv0 taken by thread ``tid`` (uncontended in these scripted runs)."""
+    r = dma_resv_lock(s, tid, 0, None)
+    assert not isinstance(r, Blocked)
+    return r[0]
+
+
+NIC = Topology.simple(["gpu0", "nic0"])
+"""A GPU and an RDMA NIC below one switch."""
+
+
+def check_iommufd_rejected_after_a_pin(
+    exporter: type[TtmExporter], pinned_in: TtmPlacement
+) -> None:
+    """A TTM exporter x iommufd: attach and pin happen first (in ``pinned_in``: the misc device
+    is not P2P), then the private map fails with -EOPNOTSUPP and everything is undone (drivers.md
+    §7, §2.1)."""
+    topo = Topology.simple(["gpu0", "dev1"], non_pci=["iommufd"])
+    r = rig(exporter, IommufdImporter, topo=topo, imp_dev="iommufd", imp_kw={"dma_device": "dev1"})
+    t = r.fire("iommufd: IOMMU_IOAS_MAP_FILE")
+    log = "\n".join(r.run(t))
+    assert r.ret(t) == -errno.EOPNOTSUPP
+    assert "dma_buf_pin(attach0) = 0" in log and "dma_buf_unpin(attach0)" in log
+    bo = r.exp.state(r.s).bo
+    assert bo.placement is pinned_in and bo.pin_count == 0 and r.s.attachments[0].detached
+
+
+def check_rdma_odp_is_movable(exporter: type[TtmExporter]) -> None:
+    """A TTM exporter x RDMA ODP: the fault maps VRAM by P2P; a TTM move invalidates (zap +
+    unmap); the next fault maps the new pages (drivers.md §7)."""
+    r = rig(exporter, RdmaOdpImporter, topo=NIC, imp_dev="nic0", imp_kw={"access_budget": 2})
+    for event in ("ibv_reg_dmabuf_mr", "NIC accesses the MR"):
+        r.fire(f"rdma-odp: {event}")
+        r.settle()
+    assert r.ps.mappings[0].range == r.exp.vram_range
+    ev = r.fire(f"{exporter.kind}: ttm_bo_evict")
+    r.settle()
+    assert r.ret(ev) == 0 and not r.s.sg_tables[0].live
+    r.fire("rdma-odp: NIC accesses the MR")
+    r.settle()
+    assert r.ps.mappings[1].range == r.exp.state(r.s).bo.pages != r.exp.vram_range
+    assert r.findings() == [] and not r.s.warnings
+
+
+def check_pinned_rdma_stays_in_vram(exporter: type[TtmExporter], importer: type[Importer]) -> None:
+    """A TTM exporter x RDMA pinned or pinned-revocable: pinned in VRAM (every attachment P2P);
+    the eviction is refused, so the revoke is never triggered (drivers.md §7)."""
+    r = rig(exporter, importer, topo=NIC, imp_dev="nic0")
+    r.fire(f"{importer.kind}: ibv_reg_dmabuf_mr")
+    r.settle()
+    bo = r.exp.state(r.s).bo
+    assert bo.placement is VRAM and bo.pin_count == 1
+    ev = r.fire(f"{exporter.kind}: ttm_bo_evict")
+    r.run(ev)
+    assert r.ret(ev) == -errno.EBUSY and not r.s.sg_tables[0].invalidated
+
+
 # ------------------------------------------------------------------------------------------------
 # Tiny stand-ins for importers whose modules other helpers write (iommufd, RDMA umem).
 
@@ -237,6 +296,9 @@ class StandInImporter(Importer):
     def init_state(self) -> StandInState:
         return StandInState()
 
+    def state(self, s: KState) -> StandInState:
+        return self.state_as(s, StandInState)
+
     def attach_ops(self) -> DmaBufAttachOps:
         inv = self._invalidate if self.options["revocable"] else None
         return DmaBufAttachOps(
@@ -247,7 +309,6 @@ class StandInImporter(Importer):
 
     def _invalidate(self, s: KState, tid: Tid, attach: AttachId) -> KState:
         rec = self.state(s)
-        assert isinstance(rec, StandInState)
         if rec.sgt is not None:
             s = dma_buf_unmap_attachment(s, tid, attach, rec.sgt, BIDI)
         if rec.pinned:

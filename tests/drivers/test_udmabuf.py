@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from driver_helpers import boot, fire
 
 from dmabuf_model.check import check
 from dmabuf_model.drivers.base import platform
@@ -42,7 +43,7 @@ from dmabuf_model.kernel.state import Blocked, KState
 from dmabuf_model.platform.dma import MappingState
 from dmabuf_model.platform.oracle import FindingKind, findings_of
 from dmabuf_model.platform.topology import Topology
-from dmabuf_model.system.model import EnvStep, SystemModel, run_thread
+from dmabuf_model.system.model import SystemModel, run_thread
 from dmabuf_model.system.threads import world
 
 BIDI = DmaDataDirection.BIDIRECTIONAL
@@ -56,19 +57,6 @@ def udmabuf_alone(**opts: Any) -> tuple[DmaBufSystem, UdmabufExporter]:
     u = system.add_exporter(UdmabufExporter, device="udmabuf", **opts)
     assert isinstance(u, UdmabufExporter)
     return system, u
-
-
-def boot(system: DmaBufSystem) -> KState:
-    return system.model().init_states()[0]
-
-
-def fire(model: SystemModel, s: KState, event: str) -> tuple[KState, int]:
-    for i, ev in enumerate(model.events):
-        if ev.name == event:
-            nxt = model.next_state(s, EnvStep(i, event))
-            assert nxt is not None, f"event {event!r} is not enabled"
-            return nxt, len(world(nxt).threads) - 1
-    raise KeyError(event)
 
 
 def fresh_memfd(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
 import pytest
+from driver_helpers import run, settle
 
 from dmabuf_model.check import check
 from dmabuf_model.drivers.amdgpu import AmdgpuImporter
@@ -154,12 +155,9 @@ class RevocableStandIn(Importer):
     def state(self, s: KState) -> StandInState:
         return cast(StandInState, super().state(s))
 
-    def _set(self, s: KState, **kw: Any) -> KState:
-        return self.set_state(s, replace(self.state(s), **kw))
-
     def setup(self, s: KState) -> KState:
         s, ctx = dma_fence_context_alloc(s, 1)
-        return self._set(s, ctx=ctx)
+        return self.update(s, ctx=ctx)
 
     def attach_ops(self) -> DmaBufAttachOps:
         return self.ops
@@ -175,7 +173,7 @@ class RevocableStandIn(Importer):
         s, a = r
         if a < 0:
             return finish(s, t, ret=a)
-        return goto(self._set(s, attach=a), t, "map")
+        return goto(self.update(s, attach=a), t, "map")
 
     def _map(self, s: KState, t: Thread) -> StepResult:
         resv = s.bufs[self._buf(s)].resv
@@ -187,7 +185,7 @@ class RevocableStandIn(Importer):
         s, sgt = m
         s = dma_resv_unlock(s, t.tid, resv)
         if sgt >= 0:
-            s = self._set(s, sgt=sgt)
+            s = self.update(s, sgt=sgt)
         return finish(s, t, ret=min(sgt, 0))
 
     def _submit(self, s: KState, t: Thread) -> StepResult:
@@ -205,7 +203,7 @@ class RevocableStandIn(Importer):
         s = dma_resv_add_fence(s, t.tid, resv, f, DmaResvUsage.BOOKKEEP)
         mid = cast(int, table.entries[0])
         ps, xid = dma_submit(platform(s), self.topology, self.device, mid, write=True, fence=f)
-        s = self._set(s.evolve(ext=replace(world(s), platform=ps)), job=f, xfer=xid)
+        s = self.update(s.evolve(ext=replace(world(s), platform=ps)), job=f, xfer=xid)
         return goto(dma_resv_unlock(s, t.tid, resv), t, "engine, signal")
 
     def _run(self, s: KState, t: Thread) -> StepResult:
@@ -216,7 +214,7 @@ class RevocableStandIn(Importer):
         return finish(dma_fence_signal(s, self.state(s).job), t, ret=0)
 
     def invalidate(self, s: KState, tid: Tid, attach: int) -> KState:
-        s = self._set(s, invalidations=self.state(s).invalidations + 1)
+        s = self.update(s, invalidations=self.state(s).invalidations + 1)
         if self.options["never_unmap"] or self.state(s).sgt < 0:
             return s
         s, _ = spawn(s, self.unmap_prog)
@@ -237,7 +235,7 @@ class RevocableStandIn(Importer):
         s = r[0]
         if st.sgt >= 0 and s.sg_tables[st.sgt].live:
             s = dma_buf_unmap_attachment(s, t.tid, st.attach, st.sgt, BIDI)
-        s = self._set(s, sgt=-1)
+        s = self.update(s, sgt=-1)
         return finish(dma_resv_unlock(s, t.tid, resv), t, ret=0)
 
     def events(self) -> list[Any]:
@@ -282,33 +280,6 @@ def vfio_system(
             system.add_importer(RevocableStandIn, device="gpu0", source=vfio, **(imp or {})),
         )
     return system, vfio, stand
-
-
-def settle(s: KState) -> KState:
-    """Step every unfinished thread, lowest tid first, until all are done (a scripted
-    scheduler that, unlike run_thread, lets an importer's worker run while a revoke waits).
-    Where a step has branches the first enabled one is taken. RuntimeError when stuck."""
-    while True:
-        pending = [t for t in world(s).threads if not t.done]
-        if not pending:
-            return s
-        for t in pending:
-            out = run_step(s, t)
-            if isinstance(out, Branches):
-                results = [thunk() for _, thunk in out.alternatives]
-                out = next((r for r in results if isinstance(r, KState)), results[0])
-            if isinstance(out, KState):
-                s = out
-                break
-        else:
-            raise RuntimeError(f"stuck: {[(str(t), t.pc) for t in pending]}")
-
-
-def run(s: KState, prog: Program) -> tuple[KState, Any]:
-    """Run ``prog`` as a new thread, and every thread it waits for, to the end; its ``ret``."""
-    s, tid = spawn(s, prog)
-    s = settle(s)
-    return s, world(s).threads[tid].local("ret")
 
 
 def run_until_blocked(s: KState, prog: Program) -> tuple[KState, Blocked, Thread]:

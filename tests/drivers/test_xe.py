@@ -16,16 +16,18 @@ from test_ttm import (
     TT,
     VRAM,
     StandInImporter,
-    StandInState,
+    check_iommufd_rejected_after_a_pin,
+    check_pinned_rdma_stays_in_vram,
+    check_rdma_odp_is_movable,
     exhaustive,
     mixed_topology,
+    resv_locked,
     rig,
 )
 
 from dmabuf_model.drivers.amdgpu import AmdgpuImporter
 from dmabuf_model.drivers.base import Importer, set_platform
 from dmabuf_model.drivers.compose import DmaBufSystem
-from dmabuf_model.drivers.iommufd import IommufdImporter
 from dmabuf_model.drivers.rdma_umem import (
     RdmaOdpImporter,
     RdmaPinnedImporter,
@@ -43,32 +45,17 @@ from dmabuf_model.kernel.dma_buf import (
     dma_buf_begin_cpu_access,
     dma_buf_map_attachment,
 )
-from dmabuf_model.kernel.dma_resv import dma_resv_lock
 from dmabuf_model.kernel.state import Blocked, KState
 from dmabuf_model.platform.dma import DmaPath, TransferStatus
 from dmabuf_model.platform.pci import pci_remove_bus_device
 from dmabuf_model.platform.topology import Topology
 from dmabuf_model.system.threads import world
 
-NIC = Topology.simple(["gpu0", "nic0"])
-
 NO_P2P = Topology.simple(["gpu0", "gpu1"], no_p2p=True)
 
 
-def _standin(s: KState, drv: StandInImporter) -> StandInState:
-    rec = drv.state(s)
-    assert isinstance(rec, StandInState)
-    return rec
-
-
-def _locked(s: KState) -> KState:
-    r = dma_resv_lock(s, 0, 0, None)
-    assert not isinstance(r, Blocked)
-    return r[0]
-
-
 def _map(s: KState) -> int:
-    m = dma_buf_map_attachment(_locked(s), 0, 0, BIDI)
+    m = dma_buf_map_attachment(resv_locked(s), 0, 0, BIDI)
     assert not isinstance(m, Blocked)
     return m[1]
 
@@ -93,7 +80,7 @@ def test_attach_clears_peer2peer_without_a_p2p_path_and_takes_a_runtime_pm_refer
 def test_attach_of_a_vram_only_bo_without_peer2peer_is_eopnotsupp() -> None:
     """A BO that cannot migrate to TT refuses an importer without P2P at attach (§4.2, §7)."""
     r = rig(XeExporter, StandInImporter, topo=NO_P2P, exp_kw={"vram_only": True})
-    assert _standin(r.s, r.imp).attach_ret == -errno.EOPNOTSUPP
+    assert r.imp.state(r.s).attach_ret == -errno.EOPNOTSUPP
     assert r.s.attachments[0].detached and r.exp.state(r.s).runtime_pm_refs == 0
 
 
@@ -134,7 +121,7 @@ def test_pin_of_a_bo_pinned_in_vram_for_a_non_p2p_attachment_is_einval() -> None
         more=[(StandInImporter, "gpu2", {"name": "other", "revocable": False})],
     )
     assert r.exp.state(r.s).bo.placement is VRAM
-    assert _standin(r.s, r.drivers[2]).pin_ret == -errno.EINVAL
+    assert r.drivers[2].state(r.s).pin_ret == -errno.EINVAL
     assert r.exp.state(r.s).bo.pin_count == 1
 
 
@@ -211,9 +198,9 @@ def test_xe_invalidates_on_every_move_including_leaving_system() -> None:
     )
     r.run(r.fire("xe: ttm_bo_evict"))
     r.run(r.fire("xe: ttm_bo_evict"))
-    assert _standin(r.s, r.imp).invalidations == 2
+    assert r.imp.state(r.s).invalidations == 2
     r.run(r.fire("xeimp: xe_exec_ioctl"))  # SYSTEM -> VRAM
-    assert _standin(r.s, r.imp).invalidations == 3
+    assert r.imp.state(r.s).invalidations == 3
 
 
 def test_a_vram_only_bo_is_evicted_to_system() -> None:
@@ -230,33 +217,13 @@ def test_a_vram_only_bo_is_evicted_to_system() -> None:
 def test_xe_to_iommufd_is_rejected_after_a_pin_in_tt() -> None:
     """iommufd: attach and pin happen first (TT: the misc device is not P2P), then the
     private map fails with -EOPNOTSUPP and everything is undone (§7, §2.1)."""
-    topo = Topology.simple(["gpu0", "dev1"], non_pci=["iommufd"])
-    r = rig(
-        XeExporter, IommufdImporter, topo=topo, imp_dev="iommufd", imp_kw={"dma_device": "dev1"}
-    )
-    t = r.fire("iommufd: IOMMU_IOAS_MAP_FILE")
-    log = "\n".join(r.run(t))
-    assert r.ret(t) == -errno.EOPNOTSUPP
-    assert "dma_buf_pin(attach0) = 0" in log and "dma_buf_unpin(attach0)" in log
-    bo = r.exp.state(r.s).bo
-    assert bo.placement is TT and bo.pin_count == 0 and r.s.attachments[0].detached
+    check_iommufd_rejected_after_a_pin(XeExporter, pinned_in=TT)
 
 
 def test_xe_to_rdma_odp_is_movable() -> None:
     """RDMA ODP: the fault maps VRAM by P2P; a TTM move invalidates (zap + unmap); the next
     fault maps the new pages (§7)."""
-    r = rig(XeExporter, RdmaOdpImporter, topo=NIC, imp_dev="nic0", imp_kw={"access_budget": 2})
-    for event in ("ibv_reg_dmabuf_mr", "NIC accesses the MR"):
-        r.fire(f"rdma-odp: {event}")
-        r.settle()
-    assert r.ps.mappings[0].range == r.exp.vram_range
-    ev = r.fire("xe: ttm_bo_evict")
-    r.settle()
-    assert r.ret(ev) == 0 and not r.s.sg_tables[0].live
-    r.fire("rdma-odp: NIC accesses the MR")
-    r.settle()
-    assert r.ps.mappings[1].range == r.exp.state(r.s).bo.pages != r.exp.vram_range
-    assert r.findings() == [] and not r.s.warnings
+    check_rdma_odp_is_movable(XeExporter)
 
 
 @pytest.mark.parametrize(
@@ -267,14 +234,7 @@ def test_xe_to_pinned_rdma_is_pinned_in_vram_and_never_invalidated(
 ) -> None:
     """RDMA pinned and pinned-revocable: pinned in VRAM (every attachment P2P); the eviction is
     refused, so the revoke is never triggered (§7)."""
-    r = rig(XeExporter, importer, topo=NIC, imp_dev="nic0")
-    r.fire(f"{importer.kind}: ibv_reg_dmabuf_mr")
-    r.settle()
-    bo = r.exp.state(r.s).bo
-    assert bo.placement is VRAM and bo.pin_count == 1
-    ev = r.fire("xe: ttm_bo_evict")
-    r.run(ev)
-    assert r.ret(ev) == -errno.EBUSY and not r.s.sg_tables[0].invalidated
+    check_pinned_rdma_stays_in_vram(XeExporter, importer)
 
 
 @pytest.mark.parametrize("importer", [RdmaOdpImporter, RdmaPinnedImporter], ids=lambda c: c.kind)

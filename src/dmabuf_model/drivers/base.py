@@ -11,20 +11,24 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from dmabuf_model.check.model import Property
 from dmabuf_model.kernel.dma_buf import DmaBufAttachOps, DmaBufOps
-from dmabuf_model.kernel.state import KState
+from dmabuf_model.kernel.dma_resv import dma_resv_lock, dma_resv_unlock
+from dmabuf_model.kernel.state import Blocked, KState, ResvId, Tid, replace
 from dmabuf_model.platform.state import PlatformState
 from dmabuf_model.platform.topology import Topology
 from dmabuf_model.system.model import EnvEvent
 from dmabuf_model.system.threads import (
     driver_state,
+    emit_call,
     platform_state,
     set_driver_state,
     set_platform_state,
 )
+
+R = TypeVar("R")
 
 
 class DriverError(ValueError):
@@ -100,9 +104,19 @@ class Driver:
         """This driver's record in ``s`` (subclasses narrow the type)."""
         return driver_state(s, self.slot)
 
+    def state_as(self, s: KState, cls: type[R]) -> R:
+        """This driver's record in ``s``, asserted to be a ``cls`` (for typed state overrides)."""
+        rec = driver_state(s, self.slot)
+        assert isinstance(rec, cls)
+        return rec
+
     def set_state(self, s: KState, value: Hashable) -> KState:
         """``s`` with this driver's record replaced."""
         return set_driver_state(s, self.slot, value)
+
+    def update(self, s: KState, **changes: Any) -> KState:
+        """``s`` with some fields of this driver's record changed (kernel.state.replace)."""
+        return self.set_state(s, replace(self.state(s), **changes))
 
     def setup(self, s: KState) -> KState:
         """Work done at boot, before checking starts (an exporter exports its buffers here, by
@@ -162,6 +176,28 @@ def set_platform(s: KState, ps: PlatformState) -> KState:
     return set_platform_state(s, ps)
 
 
+def dma_resv_lock_traced(s: KState, tid: Tid, resv: ResvId) -> KState | Blocked:
+    """dma_resv_lock_traced - dma_resv_lock(resv, NULL) in a driver's step, with its trace line.
+
+    Blocked while another thread holds the resv (nothing is traced then); with a NULL context
+    the lock returns 0. Core-semantics §4.
+    """
+    r = dma_resv_lock(s, tid, resv, None)
+    if isinstance(r, Blocked):
+        return r
+    emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+    return r[0]
+
+
+def dma_resv_unlock_traced(s: KState, tid: Tid, resv: ResvId) -> KState:
+    """dma_resv_unlock_traced - dma_resv_unlock in a driver's step, with its trace line.
+
+    The caller (thread ``tid``) holds the resv. Core-semantics §4.
+    """
+    emit_call("dma_resv_unlock", f"resv{resv}")
+    return dma_resv_unlock(s, tid, resv)
+
+
 __all__ = [
     "Driver",
     "DriverEnv",
@@ -170,6 +206,8 @@ __all__ = [
     "Importer",
     "Option",
     "TakebackKind",
+    "dma_resv_lock_traced",
+    "dma_resv_unlock_traced",
     "platform",
     "set_platform",
 ]

@@ -50,9 +50,12 @@ from dmabuf_model.drivers.base import (
     DriverError,
     Importer,
     Option,
+    dma_resv_lock_traced,
+    dma_resv_unlock_traced,
     platform,
     set_platform,
 )
+from dmabuf_model.drivers.dma_buf_import import dma_buf_detach_put
 from dmabuf_model.drivers.vfio_pci import VfioPhys, vfio_pci_dma_buf_iommufd_map
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
@@ -65,7 +68,7 @@ from dmabuf_model.kernel.dma_buf import (
     dma_buf_put,
     dma_buf_unpin,
 )
-from dmabuf_model.kernel.dma_resv import dma_resv_lock, dma_resv_unlock
+from dmabuf_model.kernel.dma_resv import dma_resv_unlock
 from dmabuf_model.kernel.locking import Mutex, lock_init, mutex_lock, mutex_unlock
 from dmabuf_model.kernel.state import (
     AttachId,
@@ -218,9 +221,7 @@ class IommufdImporter(Importer):
 
     def state(self, s: KState) -> IommufdIoas:
         """state - this importer's IOAS record."""
-        r = world(s).drivers[self.slot]
-        assert isinstance(r, IommufdIoas)
-        return r
+        return self.state_as(s, IommufdIoas)
 
     def attach_ops(self) -> DmaBufAttachOps:
         """attach_ops - allow_peer2peer, invalidate_mappings = iopt_revoke_notify (§2.3)."""
@@ -238,7 +239,7 @@ class IommufdImporter(Importer):
             if ret < 0:
                 raise DriverError(f"iommufd: cannot attach {dma_device} to a domain: {ret}")
             s = set_platform(s, ps)
-            s = self.set_state(s, replace(self.state(s), domains=(dom,)))
+            s = self.update(s, domains=(dom,))
         if self.options["map_at_setup"]:
             s, tid = spawn(s, self.map_file_program(), f"{self.name} boot map")
             s = run_thread(s, tid)
@@ -248,8 +249,7 @@ class IommufdImporter(Importer):
         return s
 
     def _set_area(self, s: KState, index: int, area: IoptArea) -> KState:
-        ioas = self.state(s)
-        return self.set_state(s, replace(ioas, areas=tuple_set(ioas.areas, index, area)))
+        return self.update(s, areas=tuple_set(self.state(s).areas, index, area))
 
     def source_fd(self, s: KState) -> Fd:
         """source_fd - the fd of the source exporter's chosen buffer in the fd table, or -1."""
@@ -385,11 +385,10 @@ class IommufdImporter(Importer):
         buf = cast(BufId, t.local("buf"))
         attach = cast(AttachId, t.local("attach"))
         resv = s.bufs[buf].resv
-        r = dma_resv_lock(s, t.tid, resv, None)
+        r = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(r, Blocked):
             return r
-        s = r[0]
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+        s = r
         ret = 0
         if design_of(self.env.options).iommufd_pins:  # since v7 (drivers.md §2.1 step 4)
             s, ret = dma_buf_pin(s, t.tid, attach)
@@ -412,8 +411,7 @@ class IommufdImporter(Importer):
         rng, first, _ = phys
         area = IoptArea(buf, attach, mutex, (rng, first + start, npages), npages, start)
         s = self.set_state(s, replace(ioas, areas=(*ioas.areas, area)))
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return goto(s, t, "iopt_area_fill_domains: iommu_map", area=len(ioas.areas))
 
     def _map_fill(self, s: KState, t: Thread) -> StepResult:
@@ -457,7 +455,7 @@ class IommufdImporter(Importer):
             area = replace(area, destroyed=True)
             s = self._set_area(s, index, area)
             return goto(s, t, _RELEASE_PIN, ret=ret)
-        s = self.set_state(s, replace(self.state(s), device_iova=iova))
+        s = self.update(s, device_iova=iova)
         emit(f"iova {iova} written back to userspace")
         return finish(s, t, ret=0, iova=iova)
 
@@ -473,15 +471,13 @@ class IommufdImporter(Importer):
         if not design_of(self.env.options).iommufd_pins:  # nothing was pinned before v7
             return goto(s, t, _RELEASE_DETACH)
         if self.options["unpin_locked"]:
-            r = dma_resv_lock(s, t.tid, resv, None)
+            r = dma_resv_lock_traced(s, t.tid, resv)
             if isinstance(r, Blocked):
                 return r
-            s = r[0]
-            emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+            s = r
             s = dma_buf_unpin(s, t.tid, area.attach)
             emit_call("dma_buf_unpin", f"attach{area.attach}")
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
         else:
             s = dma_buf_unpin(s, t.tid, area.attach)
             emit_call("dma_buf_unpin", f"attach{area.attach} (resv not held)")
@@ -491,13 +487,10 @@ class IommufdImporter(Importer):
     def _release_detach(self, s: KState, t: Thread) -> StepResult:
         index = cast(int, t.local("area"))
         area = self.state(s).areas[index]
-        r = dma_buf_detach(s, t.tid, area.buf, area.attach)
+        r = dma_buf_detach_put(s, t.tid, area.buf, area.attach)
         if isinstance(r, Blocked):
             return r
-        emit_call("dma_buf_detach", f"buf{area.buf}, attach{area.attach}")
-        s = dma_buf_put(r, t.tid, area.buf)
-        emit_call("dma_buf_put", f"buf{area.buf}")
-        return finish(s, t, ret=cast(int, t.local("ret", 0)))
+        return finish(r, t, ret=cast(int, t.local("ret", 0)))
 
     def unmap_program(self) -> Program:
         """unmap_program - the IOMMU_IOAS_UNMAP ioctl thread, then iopt_release_pages.
@@ -575,7 +568,7 @@ class IommufdImporter(Importer):
                     s = set_platform(s, ps)
                     if r == 0:
                         s = self._set_area(s, i, replace(area, domains=(*area.domains, dom)))
-                s = self.set_state(s, replace(self.state(s), domains=(*ioas.domains, dom)))
+                s = self.update(s, domains=(*ioas.domains, dom))
                 return finish(s, t, ret=0)
 
             self._programs[key] = program(f"{self.name}: attach hwpt", ("hwpt attach", step))

@@ -22,7 +22,7 @@ DOC: the three modes (drivers.md §3.1, §3.3).
   the HW key becomes invalid), unmap, unpin, revoked for good. ib_umem_release goes through it.
 
 DOC: NIC accesses and fences. An MR access is one transfer through the first MTT entry
-(platform dma_submit on the DmaMapping id; see static_importer's device DMA helpers), performed
+(platform dma_submit on the DmaMapping id; see drivers/device_dma.py), performed
 later by the NIC's DMA engine. The RDMA core adds no fence to the dma-buf's resv for it
 [inference]: in-flight accesses are stopped by the callback contract instead ("when the callback
 returns, the HW must no longer access the region", drivers.md §3.1), modelled by aborting the
@@ -44,26 +44,33 @@ keeps the mapping, so an exporter that revokes it does so in name only.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
 
 from dmabuf_model.check.model import Property
 from dmabuf_model.designs import design_of
-from dmabuf_model.drivers.base import DriverEnv, Importer, Option, platform, set_platform
-from dmabuf_model.drivers.static_importer import (
+from dmabuf_model.drivers.base import (
+    DriverEnv,
+    Importer,
+    Option,
+    dma_resv_lock_traced,
+    dma_resv_unlock_traced,
+    platform,
+    set_platform,
+)
+from dmabuf_model.drivers.device_dma import (
     device_dma_submit,
     dma_abort_mapping_transfers,
-    dma_buf_get_for,
     sgt_mappings,
 )
+from dmabuf_model.drivers.dma_buf_import import dma_buf_detach_put, dma_buf_get_for
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     PAGE_SIZE,
     ULONG_MAX,
     DmaBufAttachOps,
     DmaDataDirection,
-    dma_buf_detach,
     dma_buf_dynamic_attach,
     dma_buf_map_attachment,
     dma_buf_pin,
@@ -235,12 +242,7 @@ class IbUmemDmabufImporter(Importer):
 
     def state(self, s: KState) -> IbUmemDmabuf:
         """This importer's umem/MR record in ``s``."""
-        st = super().state(s)
-        assert isinstance(st, IbUmemDmabuf)
-        return st
-
-    def _set(self, s: KState, **changes: Any) -> KState:
-        return self.set_state(s, replace(self.state(s), **changes))
+        return self.state_as(s, IbUmemDmabuf)
 
     def attach_ops(self) -> DmaBufAttachOps:
         """The dma_buf_attach_ops of this mode (allow_peer2peer is always true, §3.1)."""
@@ -262,7 +264,7 @@ class IbUmemDmabufImporter(Importer):
         """Boot: the fence context ``access_fence`` uses; the MR if ``register_at_setup``."""
         if self.options["access_fence"]:
             s, ctx = dma_fence_context_alloc(s, 1)
-            s = self._set(s, fence_context=ctx)
+            s = self.update(s, fence_context=ctx)
         if self.options["register_at_setup"]:
             s, tid = spawn(s, self.reg_program, f"{self.name} boot ibv_reg_dmabuf_mr")
             s = run_thread(s, tid)
@@ -346,7 +348,7 @@ class IbUmemDmabufImporter(Importer):
         emit_call("dma_buf_map_attachment", f"attach{st.attach}, BIDIRECTIONAL", _sgt(sgt))
         if sgt < 0:
             return s, sgt
-        return self._set(s, sgt=sgt), 0
+        return self.update(s, sgt=sgt), 0
 
     def ib_umem_dmabuf_map_pages_wait(
         self, s: KState, tid: Tid, *, timed_out: bool = False
@@ -392,7 +394,7 @@ class IbUmemDmabufImporter(Importer):
             return s
         s = dma_buf_unmap_attachment(s, tid, st.attach, st.sgt, BIDI)
         emit_call("  -> dma_buf_unmap_attachment", f"attach{st.attach}, sgt{st.sgt}")
-        return self._set(s, sgt=None)
+        return self.update(s, sgt=None)
 
     def ib_umem_dmabuf_revoke_locked(self, s: KState, tid: Tid, attach: AttachId) -> KState:
         """ib_umem_dmabuf_revoke_locked - tear the umem down for good, once.
@@ -412,7 +414,7 @@ class IbUmemDmabufImporter(Importer):
             if st.pinned and self.options.get("unpin_when_revoked", False):
                 s = dma_buf_unpin(s, tid, attach)
                 emit_call("  -> dma_buf_unpin (pin taken after the revoke)", f"attach{attach}")
-                return self._set(s, pinned=False)
+                return self.update(s, pinned=False)
             return s
         if st.pinned_revoke:
             s = self._driver_revoke_cb(s)
@@ -420,7 +422,7 @@ class IbUmemDmabufImporter(Importer):
         if self.state(s).pinned:
             s = dma_buf_unpin(s, tid, attach)
             emit_call("  -> dma_buf_unpin", f"attach{attach}")
-        return self._set(s, pinned=False, revoked=True)
+        return self.update(s, pinned=False, revoked=True)
 
     def ib_umem_dmabuf_revoke(self, s: KState, tid: Tid) -> KState | Blocked:
         """ib_umem_dmabuf_revoke - dma_resv_lock, ib_umem_dmabuf_revoke_locked, unlock.
@@ -428,16 +430,14 @@ class IbUmemDmabufImporter(Importer):
         Caller must not hold the resv (NULL-context lock: Blocked while held). drivers.md §3.1.
         """
         resv = self._resv(s)
-        r = dma_resv_lock(s, tid, resv, None)
+        r = dma_resv_lock_traced(s, tid, resv)
         if isinstance(r, Blocked):
             return r
-        s, _ = r
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+        s = r
         attach = self.state(s).attach
         assert attach is not None
         s = self.ib_umem_dmabuf_revoke_locked(s, tid, attach)
-        emit_call("dma_resv_unlock", f"resv{resv}")
-        return dma_resv_unlock(s, tid, resv)
+        return dma_resv_unlock_traced(s, tid, resv)
 
     def ib_umem_dmabuf_set_revoke_locked(self, s: KState, tid: Tid) -> KState:
         """ib_umem_dmabuf_set_revoke_locked - register the driver's revoke callback.
@@ -448,7 +448,7 @@ class IbUmemDmabufImporter(Importer):
             s, self._resv(s), tid, "ib_umem_dmabuf_set_revoke_locked", invariant=8
         )
         emit_call("ib_umem_dmabuf_set_revoke_locked", "irdma_umem_dmabuf_revoke")
-        return self._set(s, pinned_revoke=True)
+        return self.update(s, pinned_revoke=True)
 
     # -- hardware -------------------------------------------------------------------------------
 
@@ -470,20 +470,20 @@ class IbUmemDmabufImporter(Importer):
         s = set_platform(s, ps)
         if self.options.get("stop_access_in_callback", True):
             s = dma_abort_mapping_transfers(s, mappings)
-        return self._set(s, mtt=())
+        return self.update(s, mtt=())
 
     def _driver_revoke_cb(self, s: KState) -> KState:
         """The driver's pinned_revoke callback (irdma: invalidate the HW key, keep it reserved)."""
         st = self.state(s)
         s = self._hw_stop(s, "irdma_umem_dmabuf_revoke: HW key invalid")
-        return self._set(s, revoke_cb_calls=st.revoke_cb_calls + 1)
+        return self.update(s, revoke_cb_calls=st.revoke_cb_calls + 1)
 
     def _write_mtt(self, s: KState) -> KState:
         st = self.state(s)
         assert st.sgt is not None
         mtt = sgt_mappings(s, st.sgt)
         emit(f"write MTT: mappings {list(mtt)}")
-        return self._set(s, mtt=mtt)
+        return self.update(s, mtt=mtt)
 
     def _submit(self, s: KState, t: Thread) -> StepResult:
         """The NIC starts one access through the first MTT entry (with a fence if asked)."""
@@ -500,7 +500,7 @@ class IbUmemDmabufImporter(Importer):
         s, ret = dma_resv_reserve_fences(s, t.tid, resv, 1)
         seqno = st.fence_seqno + 1
         s, f = dma_fence_init(s, st.fence_context, seqno, driver_name="ib_core")
-        s = self._set(s, fence_seqno=seqno)
+        s = self.update(s, fence_seqno=seqno)
         s, xid = device_dma_submit(s, self.topology, self.device, st.mtt[0], write=write, fence=f)
         if xid < 0 or ret < 0:
             s = dma_fence_set_error(s, f, xid if xid < 0 else ret)
@@ -514,13 +514,13 @@ class IbUmemDmabufImporter(Importer):
     def _access_done(self, s: KState, t: Thread, xid: int) -> KState:
         st = self.state(s)
         if xid < 0:
-            return finish(self._set(s, access_errors=st.access_errors + 1), t, ret=xid)
-        return finish(self._set(s, accesses=st.accesses + 1), t, ret=0)
+            return finish(self.update(s, access_errors=st.access_errors + 1), t, ret=xid)
+        return finish(self.update(s, accesses=st.accesses + 1), t, ret=0)
 
     def _access_error(self, s: KState, t: Thread, ret: Hashable = ACCESS_ERROR) -> KState:
         emit(f"{self.device}: access error ({ret})")
         st = self.state(s)
-        return finish(self._set(s, access_errors=st.access_errors + 1), t, ret=ret)
+        return finish(self.update(s, access_errors=st.access_errors + 1), t, ret=ret)
 
     # -- common steps ----------------------------------------------------------------------------
 
@@ -543,7 +543,7 @@ class IbUmemDmabufImporter(Importer):
             return r
         s, attach = r
         if attach < 0:
-            return finish(self._set(s, mr=MrState.FAILED), t, ret=attach)
+            return finish(self.update(s, mr=MrState.FAILED), t, ret=attach)
         return self._after_get(s, t)
 
     def _after_get(self, s: KState, t: Thread) -> StepResult:
@@ -554,16 +554,15 @@ class IbUmemDmabufImporter(Importer):
         st = self.state(s)
         assert st.attach is not None
         resv = self._resv(s)
-        r = dma_resv_lock(s, t.tid, resv, None)
+        r = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(r, Blocked):
             return r
-        s, _ = r
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+        s = r
         s, ret = dma_buf_pin(s, t.tid, st.attach)
         emit_call("dma_buf_pin", f"attach{st.attach}", ret)
         if ret < 0:
             return self._on_map_error(s, t, ret)
-        s = self._set(s, pinned=True)
+        s = self.update(s, pinned=True)
         m = self.ib_umem_dmabuf_map_pages(s, t.tid)
         if isinstance(m, Blocked):
             return m
@@ -592,14 +591,13 @@ class IbUmemDmabufImporter(Importer):
     def _unlock_then_release(self, s: KState, t: Thread, err: int) -> KState:
         """err_release of get_pinned_and_lock: unlock, then ib_umem_release."""
         resv = self._resv(s)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return goto(s, t, "ib_umem_release: ib_umem_dmabuf_revoke", err=err)
 
     def _step_release_revoke(self, s: KState, t: Thread) -> StepResult:
         """ib_umem_release -> ib_umem_dmabuf_release -> ib_umem_dmabuf_revoke."""
         if self.state(s).mr is MrState.ACTIVE:
-            s = self._set(s, mr=MrState.DEREGISTERING)
+            s = self.update(s, mr=MrState.DEREGISTERING)
         r = self.ib_umem_dmabuf_revoke(s, t.tid)
         if isinstance(r, Blocked):
             return r
@@ -609,16 +607,14 @@ class IbUmemDmabufImporter(Importer):
         """ib_umem_dmabuf_release: dma_buf_detach, dma_buf_put; the umem is gone."""
         st = self.state(s)
         assert st.buf is not None and st.attach is not None
-        r = dma_buf_detach(s, t.tid, st.buf, st.attach)
+        r = dma_buf_detach_put(s, t.tid, st.buf, st.attach)
         if isinstance(r, Blocked):
             return r
-        emit_call("dma_buf_detach", f"buf{st.buf}, attach{st.attach}")
-        s = dma_buf_put(r, t.tid, st.buf)
-        emit_call("dma_buf_put", f"buf{st.buf}")
+        s = r
         err = t.local("err", 0)
         assert isinstance(err, int)
         mr = MrState.FAILED if err < 0 else MrState.RELEASED
-        s = self._set(s, mr=mr, buf=None, attach=None, sgt=None, mtt=(), private=False)
+        s = self.update(s, mr=mr, buf=None, attach=None, sgt=None, mtt=(), private=False)
         return finish(s, t, ret=err)
 
     def _release_steps(self) -> tuple[tuple[str, Any], ...]:
@@ -704,7 +700,7 @@ class RdmaOdpImporter(IbUmemDmabufImporter):
             return s
         s = self._hw_stop(s, "mlx5r_umr_update_mr_pas(ZAP)")
         s = self.ib_umem_dmabuf_unmap_pages(s, tid)
-        return self._set(s, invalidations=self.state(s).invalidations + 1)
+        return self.update(s, invalidations=self.state(s).invalidations + 1)
 
     def _make_reg_program(self) -> Program:
         return program(
@@ -713,7 +709,7 @@ class RdmaOdpImporter(IbUmemDmabufImporter):
 
     def _after_get(self, s: KState, t: Thread) -> StepResult:
         """The MR exists; nothing is mapped until the NIC faults (drivers.md §3.3)."""
-        s = self._set(s, mr=MrState.ACTIVE, private=True)
+        s = self.update(s, mr=MrState.ACTIVE, private=True)
         emit("mlx5: ODP mkey created, umem_dmabuf->private = mr (nothing mapped yet)")
         return finish(s, t, ret=0)
 
@@ -735,19 +731,17 @@ class RdmaOdpImporter(IbUmemDmabufImporter):
         if self.state(s).buf is None:
             return self._access_error(s, t)
         resv = self._resv(s)
-        r = dma_resv_lock(s, t.tid, resv, None)
+        r = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(r, Blocked):
             return r
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
-        return goto(r[0], t, "ib_umem_dmabuf_map_pages")
+        return goto(r, t, "ib_umem_dmabuf_map_pages")
 
     def _step_fault_map(self, s: KState, t: Thread) -> StepResult:
         """ib_umem_dmabuf_map_pages with the resv held: -EINVAL if revoked, else map."""
         st = self.state(s)
         if st.mr is not MrState.ACTIVE or not st.private:
             resv = self._resv(s)
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
             return self._access_error(s, t)
         m = self.ib_umem_dmabuf_map_pages(s, t.tid)
         if isinstance(m, Blocked):
@@ -761,15 +755,13 @@ class RdmaOdpImporter(IbUmemDmabufImporter):
         """Write the MTT, unlock; the NIC retries the access."""
         s = self._write_mtt(s)
         resv = self._resv(s)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return goto(s, t, "NIC accesses the MR")
 
     def _on_map_error(self, s: KState, t: Thread, err: int) -> StepResult:
         """The fault fails: unlock; the access is an error, not a DMA (drivers.md §3.3)."""
         resv = self._resv(s)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return self._access_error(s, t, err)
 
     def _make_dereg_program(self) -> Program:
@@ -782,16 +774,14 @@ class RdmaOdpImporter(IbUmemDmabufImporter):
     def _step_mlx5_revoke_mr(self, s: KState, t: Thread) -> StepResult:
         """mlx5_revoke_mr: under the resv, revoke the mkey and clear umem_dmabuf->private."""
         resv = self._resv(s)
-        r = dma_resv_lock(s, t.tid, resv, None)
+        r = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(r, Blocked):
             return r
-        s, _ = r
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
-        s = self._set(s, mr=MrState.DEREGISTERING)
+        s = r
+        s = self.update(s, mr=MrState.DEREGISTERING)
         s = self._hw_stop(s, "mlx5_revoke_mr: mkey revoked")
-        s = self._set(s, private=False)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = self.update(s, private=False)
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return goto(s, t, "ib_umem_release: ib_umem_dmabuf_revoke")
 
 
@@ -844,10 +834,9 @@ class RdmaPinnedImporter(IbUmemDmabufImporter):
     def _on_mapped(self, s: KState, t: Thread) -> StepResult:
         """get_pinned unlocks; the driver builds the MR from the umem (key valid, MTT filled)."""
         resv = self._resv(s)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         s = self._write_mtt(s)
-        return finish(self._set(s, mr=MrState.ACTIVE), t, ret=0)
+        return finish(self.update(s, mr=MrState.ACTIVE), t, ret=0)
 
     def _on_map_error(self, s: KState, t: Thread, err: int) -> StepResult:
         return self._unlock_then_release(s, t, err)
@@ -861,7 +850,7 @@ class RdmaPinnedImporter(IbUmemDmabufImporter):
 
     def _step_destroy_mr(self, s: KState, t: Thread) -> StepResult:
         """The driver destroys the MR in HW (key invalid) before ib_umem_release."""
-        s = self._set(s, mr=MrState.DEREGISTERING)
+        s = self.update(s, mr=MrState.DEREGISTERING)
         s = self._hw_stop(s, "destroy HW MR: key invalid")
         return goto(s, t, "ib_umem_release: ib_umem_dmabuf_revoke")
 
@@ -916,11 +905,10 @@ class RdmaPinnedRevocableImporter(IbUmemDmabufImporter):
         """The driver builds its MR, registers the callback and unlocks (resv held throughout)."""
         emit("irdma_reg_user_mr: build MR from the umem (HW key valid)")
         s = self._write_mtt(s)
-        s = self._set(s, mr=MrState.ACTIVE)
+        s = self.update(s, mr=MrState.ACTIVE)
         resv = self._resv(s)
         if self.options["set_revoke_after_unlock"]:
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
             return goto(s, t, "dma_resv_lock, ib_umem_dmabuf_set_revoke_locked, unlock")
         s = self.ib_umem_dmabuf_set_revoke_locked(s, t.tid)
         s = dma_resv_unlock(s, t.tid, resv)
@@ -936,8 +924,7 @@ class RdmaPinnedRevocableImporter(IbUmemDmabufImporter):
         if isinstance(r, Blocked):
             return r
         s = self.ib_umem_dmabuf_set_revoke_locked(r[0], t.tid)
-        s = dma_resv_unlock(s, t.tid, resv)
-        emit_call("dma_resv_unlock", f"resv{resv}")
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         return finish(s, t, ret=0)
 
     def _on_map_error(self, s: KState, t: Thread, err: int) -> StepResult:

@@ -15,12 +15,7 @@ finish, dma_buf_unmap_attachment_unlocked, dma_buf_detach and dma_buf_put (core-
 §6.4-§6.5: unmap -> detach -> put). A failing map is undone by detach and put; the job's
 ``ret`` local holds the errno.
 
-DOC: device DMA helpers. Importer models share ``device_dma_submit`` (a transfer through a
-DmaMapping id handed out in an sg table, plus a thread that runs the device's DMA engine once
-and signals the transfer's fence) and ``dma_abort_mapping_transfers`` (a driver stopping its
-hardware: pending transfers through the given mappings never reach memory). Convention: the
-entries of an sg_table are platform DmaMapping ids (ints) made by the exporter's map_dma_buf
-with dma_map_phys; entries that are not ints give the device nothing to access.
+The device's DMA goes through the shared helpers of drivers/device_dma.py.
 """
 
 from __future__ import annotations
@@ -28,175 +23,37 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
-from dmabuf_model.drivers.base import DriverEnv, Importer, Option, platform, set_platform
-from dmabuf_model.kernel import errno
+from dmabuf_model.drivers.base import (
+    DriverEnv,
+    Importer,
+    Option,
+    dma_resv_lock_traced,
+    dma_resv_unlock_traced,
+)
+from dmabuf_model.drivers.device_dma import device_dma_submit, sgt_mappings, transfer_pending
+from dmabuf_model.drivers.dma_buf_import import dma_buf_detach_put, dma_buf_get_for
 from dmabuf_model.kernel.dma_buf import (
     DmaDataDirection,
     dma_buf_attach,
-    dma_buf_detach,
-    dma_buf_get,
     dma_buf_map_attachment_start,
     dma_buf_map_attachment_wait,
     dma_buf_put,
     dma_buf_unmap_attachment_unlocked,
-    get_dma_buf,
 )
-from dmabuf_model.kernel.dma_fence import dma_fence_put, dma_fence_set_error, dma_fence_signal
-from dmabuf_model.kernel.dma_resv import dma_resv_lock, dma_resv_unlock
-from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, Tid, record, replace
-from dmabuf_model.platform.dma import (
-    TransferStatus,
-    dma_engine_run,
-    dma_submit,
-)
-from dmabuf_model.platform.topology import Topology
+from dmabuf_model.kernel.dma_resv import dma_resv_unlock
+from dmabuf_model.kernel.state import AttachId, Blocked, BufId, KState, SgtId, record
 from dmabuf_model.system.model import EnvEvent
 from dmabuf_model.system.threads import (
-    Program,
     Thread,
     emit,
     emit_call,
     finish,
     goto,
     program,
-    spawn,
     world,
 )
 
 BIDI = DmaDataDirection.BIDIRECTIONAL
-
-# ---------------------------------------------------------------------------------------------
-# Device DMA helpers shared by the importer models (see the module DOC).
-
-
-def sgt_mappings(s: KState, sgt: SgtId) -> tuple[int, ...]:
-    """sgt_mappings - the platform DmaMapping ids in the entries of sg_table ``sgt``.
-
-    Not a kernel function: the device side of "the importer programs its hardware with the DMA
-    addresses of the sg table" (core-semantics §5.6). Entries that are not ints are skipped.
-    """
-    return tuple(e for e in s.sg_tables[sgt].entries if isinstance(e, int))
-
-
-def _engine_step(topo: Topology, dev: str) -> Any:
-    def step(s: KState, t: Thread) -> KState:
-        ps, xid = dma_engine_run(platform(s), topo, dev)
-        s = set_platform(s, ps)
-        if xid < 0:
-            emit(f"{dev}: DMA engine idle (transfer aborted before it ran)")
-            return finish(s, t, ret="idle")
-        xfer = ps.transfers[xid]
-        emit_call("dma_engine_run", dev, f"transfer{xid} {xfer.status}")
-        if xfer.fence is not None:
-            s = dma_fence_put(dma_fence_signal(s, xfer.fence), xfer.fence)
-            emit_call("dma_fence_signal", f"fence{xfer.fence}")
-        return finish(s, t, ret=str(xfer.status))
-
-    return step
-
-
-def device_dma_engine(topo: Topology, dev: str) -> Program:
-    """device_dma_engine - the program of a thread that lets ``dev``'s DMA engine run once.
-
-    Its one step performs the oldest PENDING transfer of ``dev`` (platform dma_engine_run, where
-    the oracle judges the access), signals the transfer's fence, if it has one, and drops the
-    reference the transfer held on it. A transfer
-    aborted meanwhile leaves nothing to run: the thread ends ("idle"). Device DMA of drivers.md
-    §0 / core-semantics §6.5; no lock (hardware).
-    """
-    return program(f"dma-engine {dev}", ("dma_engine_run", _engine_step(topo, dev)))
-
-
-def device_dma_submit(
-    s: KState,
-    topo: Topology,
-    dev: str,
-    mapping: int,
-    *,
-    write: bool,
-    fence: int | None = None,
-    page: int = 0,
-) -> tuple[KState, int]:
-    """device_dma_submit - ``dev`` starts one access of ``page`` of ``mapping``; its engine
-    thread is spawned.
-
-    The platform's dma_submit (a write through an invalidated mapping is judged at once), then a
-    thread running device_dma_engine, which performs the transfer later and signals ``fence``.
-    The transfer takes over the caller's reference to ``fence`` (dropped when the transfer ends
-    or is aborted; on failure the caller keeps it). No lock (hardware). Returns the transfer
-    id, or -ENODEV when ``dev`` cannot master DMA (removed, D3). drivers.md §0 (device DMA goes
-    through the platform).
-    """
-    ps, xid = dma_submit(platform(s), topo, dev, mapping, page=page, write=write, fence=fence)
-    s = set_platform(s, ps)
-    emit_call("dma_submit", f"{dev}, mapping{mapping}, {'write' if write else 'read'}", xid)
-    if xid < 0:
-        return s, xid
-    s, _ = spawn(s, device_dma_engine(topo, dev), f"{dev} DMA engine")
-    return s, xid
-
-
-def transfer_pending(s: KState, xid: int) -> bool:
-    """transfer_pending - transfer ``xid`` has not been performed or aborted yet."""
-    return platform(s).transfers[xid].status is TransferStatus.PENDING
-
-
-def dma_abort_mapping_transfers(s: KState, mappings: tuple[int, ...]) -> KState:
-    """dma_abort_mapping_transfers - the driver stops its hardware using ``mappings``.
-
-    Every PENDING transfer through one of ``mappings`` becomes ABORTED (it never reaches
-    memory) and its fence, if any, signals with -ECANCELED (the transfer's reference dropped).
-    Models a synchronous hardware stop: an RDMA MTT zap or key invalidation whose completion the
-    driver waits for (drivers.md §3.1 "when the callback returns, the HW must no longer access
-    the region"). No lock (hardware).
-    """
-    if not mappings:
-        return s
-    ps = platform(s)
-    transfers = ps.transfers
-    fences: list[int] = []
-    for xid, xfer in enumerate(transfers):
-        if xfer.status is TransferStatus.PENDING and xfer.mapping in mappings:
-            transfers = (
-                *transfers[:xid],
-                replace(xfer, status=TransferStatus.ABORTED),
-                *transfers[xid + 1 :],
-            )
-            if xfer.fence is not None:
-                fences.append(xfer.fence)
-            emit(f"abort transfer{xid} through mapping{xfer.mapping}")
-    if transfers is ps.transfers:
-        return s
-    s = set_platform(s, ps.evolve(transfers=transfers))
-    for f in fences:
-        s = dma_fence_set_error(s, f, -errno.ECANCELED)
-        s = dma_fence_put(dma_fence_signal(s, f), f)
-    return s
-
-
-def dma_buf_get_for(s: KState, tid: Tid, buf: BufId | None) -> tuple[KState, BufId | int]:
-    """dma_buf_get_for - dma_buf_get on the descriptor userspace holds for ``buf``.
-
-    Not a kernel function: the importer's uAPI receives an fd; the model looks up the fd the
-    exporter installed for ``buf`` and calls dma_buf_get on it (-EBADF/-EINVAL as there). An
-    exporter that installed no fd for a live buffer is treated as having passed the buffer
-    in-kernel (get_dma_buf). ``buf`` None (the exporter has no buffer) is -EBADF.
-    Core-semantics §5.2.
-    """
-    if buf is None:
-        emit_call("dma_buf_get", "no fd", -errno.EBADF)
-        return s, -errno.EBADF
-    for fd, kind, obj in s.fd_table:
-        if kind == "dma_buf" and obj == buf:
-            s, ret = dma_buf_get(s, tid, fd)
-            emit_call("dma_buf_get", f"fd{fd}", f"buf{ret}" if ret >= 0 else ret)
-            return s, ret
-    b = s.bufs[buf]
-    if b.released or b.file_refcount <= 0:
-        emit_call("dma_buf_get", "closed fd", -errno.EBADF)
-        return s, -errno.EBADF
-    emit_call("get_dma_buf", f"buf{buf} (no fd installed)")
-    return get_dma_buf(s, buf), buf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,12 +124,7 @@ class StaticImporter(Importer):
 
     def state(self, s: KState) -> StaticImporterState:
         """This importer's record in ``s``."""
-        st = super().state(s)
-        assert isinstance(st, StaticImporterState)
-        return st
-
-    def _set(self, s: KState, **changes: Any) -> KState:
-        return self.set_state(s, replace(self.state(s), **changes))
+        return self.state_as(s, StaticImporterState)
 
     def _buffer(self, s: KState) -> BufId | None:
         if self.source is None:
@@ -287,7 +139,7 @@ class StaticImporter(Importer):
         """dma_buf_get on the exporter's fd, then dma_buf_attach (static, core-semantics §5.3)."""
         s, buf = dma_buf_get_for(s, t.tid, self._buffer(s))
         if buf < 0:
-            return finish(self._set(s, errors=self.state(s).errors + 1), t, ret=buf)
+            return finish(self.update(s, errors=self.state(s).errors + 1), t, ret=buf)
         r = dma_buf_attach(s, t.tid, buf, self.device)
         if isinstance(r, Blocked):
             return r
@@ -296,8 +148,8 @@ class StaticImporter(Importer):
         if attach < 0:
             s = dma_buf_put(s, t.tid, buf)
             emit_call("dma_buf_put", f"buf{buf}")
-            return finish(self._set(s, errors=self.state(s).errors + 1), t, ret=attach)
-        s = self._set(s, buf=buf, attach=attach)
+            return finish(self.update(s, errors=self.state(s).errors + 1), t, ret=attach)
+        s = self.update(s, buf=buf, attach=attach)
         return goto(s, t, "dma_resv_lock, dma_buf_map_attachment")
 
     def _step_map(self, s: KState, t: Thread) -> KState | Blocked:
@@ -305,19 +157,17 @@ class StaticImporter(Importer):
         st = self.state(s)
         assert st.buf is not None and st.attach is not None
         resv = s.bufs[st.buf].resv
-        r = dma_resv_lock(s, t.tid, resv, None)
+        r = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(r, Blocked):
             return r
-        s, _ = r
-        emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+        s = r
         s, sgt = dma_buf_map_attachment_start(s, t.tid, st.attach, BIDI)
         if sgt < 0:
             emit_call("dma_buf_map_attachment", f"attach{st.attach}, BIDIRECTIONAL", sgt)
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
             return goto(s, t, "dma_buf_detach, dma_buf_put", ret=sgt)
         emit(f"dma_buf_map_attachment: sgt{sgt} mapped; the core waits for KERNEL fences")
-        return goto(self._set(s, sgt=sgt), t, "dma_buf_map_attachment: wait KERNEL fences")
+        return goto(self.update(s, sgt=sgt), t, "dma_buf_map_attachment: wait KERNEL fences")
 
     def _step_map_wait(self, s: KState, t: Thread) -> KState | Blocked:
         """The core's KERNEL fence wait for a static importer (§5.6 step 3), then unlock."""
@@ -334,7 +184,7 @@ class StaticImporter(Importer):
         emit_call("dma_buf_map_attachment", f"attach{st.attach}, BIDIRECTIONAL", _sgt(sgt))
         emit_call("dma_resv_unlock", f"resv{resv}")
         if sgt < 0:
-            s = self._set(s, sgt=None)
+            s = self.update(s, sgt=None)
             return goto(s, t, "dma_buf_detach, dma_buf_put", ret=sgt)
         return goto(s, t, "device DMA through the sg table")
 
@@ -350,7 +200,7 @@ class StaticImporter(Importer):
         s, xid = device_dma_submit(s, self.topology, self.device, mappings[0], write=write)
         if xid < 0:
             return goto(s, t, "dma_buf_unmap_attachment_unlocked")
-        s = self._set(s, xfer=xid)
+        s = self.update(s, xfer=xid)
         if not self.options["wait_dma_before_unmap"]:
             return goto(s, t, "dma_buf_unmap_attachment_unlocked")
         return goto(s, t, "wait for the device DMA")
@@ -371,22 +221,20 @@ class StaticImporter(Importer):
         if isinstance(r, Blocked):
             return r
         emit_call("dma_buf_unmap_attachment_unlocked", f"attach{st.attach}, sgt{st.sgt}")
-        return goto(self._set(r, sgt=None), t, "dma_buf_detach, dma_buf_put", ret=0)
+        return goto(self.update(r, sgt=None), t, "dma_buf_detach, dma_buf_put", ret=0)
 
     def _step_detach(self, s: KState, t: Thread) -> KState | Blocked:
         """dma_buf_detach (takes the resv) then dma_buf_put (core-semantics §5.4, §5.2)."""
         st = self.state(s)
         assert st.buf is not None and st.attach is not None
-        r = dma_buf_detach(s, t.tid, st.buf, st.attach)
+        r = dma_buf_detach_put(s, t.tid, st.buf, st.attach)
         if isinstance(r, Blocked):
             return r
-        emit_call("dma_buf_detach", f"buf{st.buf}, attach{st.attach}")
-        s = dma_buf_put(r, t.tid, st.buf)
-        emit_call("dma_buf_put", f"buf{st.buf}")
+        s = r
         ret = t.local("ret", 0)
         assert isinstance(ret, int)
         st = self.state(s)
-        s = self._set(
+        s = self.update(
             s,
             buf=None,
             attach=None,
@@ -425,10 +273,4 @@ def _sgt(ret: int) -> str | int:
 __all__ = [
     "StaticImporter",
     "StaticImporterState",
-    "device_dma_engine",
-    "device_dma_submit",
-    "dma_abort_mapping_transfers",
-    "dma_buf_get_for",
-    "sgt_mappings",
-    "transfer_pending",
 ]

@@ -25,6 +25,7 @@ from collections.abc import Hashable
 from typing import Any, ClassVar
 
 from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
+from dmabuf_model.drivers.device_dma import dma_map_sgtable, dma_unmap_sgtable
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     O_ACCMODE,
@@ -52,7 +53,6 @@ from dmabuf_model.kernel.state import (
     replace,
     tuple_set,
 )
-from dmabuf_model.platform.dma import dma_map_phys, dma_unmap_phys
 from dmabuf_model.platform.memory import ram_alloc, ram_free
 from dmabuf_model.system.model import EnvEvent, run_thread
 from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program, spawn
@@ -136,9 +136,7 @@ class SystemHeapExporter(Exporter):
 
     def state(self, s: KState) -> SystemHeapState:
         """The heap's record in ``s``."""
-        st = super().state(s)
-        assert isinstance(st, SystemHeapState)
-        return st
+        return self.state_as(s, SystemHeapState)
 
     def dma_buf_ops(self) -> DmaBufOps:
         """system_heap_buf_ops: no pin/unpin, no invalidation (drivers.md §5.1)."""
@@ -155,8 +153,7 @@ class SystemHeapExporter(Exporter):
         raise ValueError(f"{self.name}: buf{buf} is not a system heap buffer")
 
     def _put(self, s: KState, i: int, b: SystemHeapBuffer) -> KState:
-        st = self.state(s)
-        return self.set_state(s, replace(st, buffers=tuple_set(st.buffers, i, b)))
+        return self.update(s, buffers=tuple_set(self.state(s).buffers, i, b))
 
     # -- DMA_HEAP_IOCTL_ALLOC ----------------------------------------------------------------------
 
@@ -275,18 +272,13 @@ class SystemHeapExporter(Exporter):
         """
         a = s.attachments[attach]
         b = self.state(s).buffers[self._index(s, a.dmabuf)]
-        ps = platform(s)
-        mids: list[int] = []
-        for r, n in b.chunks:
-            ps, mid = dma_map_phys(ps, self.topology, a.dev, r, 0, n)
-            if mid < 0:
-                for done in mids:
-                    ps = dma_unmap_phys(ps, done)
-                return set_platform(s, ps), mid
-            mids.append(mid)
+        chunks = ((r, 0, n) for r, n in b.chunks)
+        ps, mids = dma_map_sgtable(platform(s), self.topology, a.dev, chunks)
         s = set_platform(s, ps)
-        emit(f"system_heap_map_dma_buf: dma_map_sgtable({a.dev}) = mappings {mids}")
-        return self._set_mapped(s, attach, True), tuple(mids)
+        if isinstance(mids, int):
+            return s, mids
+        emit(f"system_heap_map_dma_buf: dma_map_sgtable({a.dev}) = mappings {list(mids)}")
+        return self._set_mapped(s, attach, True), mids
 
     def system_heap_unmap_dma_buf(
         self, s: KState, tid: Tid, attach: AttachId, sgt: SgtId, dir: DmaDataDirection
@@ -295,10 +287,7 @@ class SystemHeapExporter(Exporter):
 
         drivers.md §5.1.
         """
-        ps = platform(s)
-        for mid in s.sg_tables[sgt].entries:
-            if isinstance(mid, int) and ps.mappings[mid].live:
-                ps = dma_unmap_phys(ps, mid)
+        ps = dma_unmap_sgtable(platform(s), s.sg_tables[sgt].entries)
         return self._set_mapped(set_platform(s, ps), attach, False)
 
     def system_heap_dma_buf_begin_cpu_access(

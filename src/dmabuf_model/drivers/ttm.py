@@ -76,16 +76,19 @@ from dmabuf_model.drivers.base import (
     Importer,
     Option,
     TakebackKind,
+    dma_resv_lock_traced,
+    dma_resv_unlock_traced,
     platform,
     set_platform,
 )
+from dmabuf_model.drivers.device_dma import dma_unmap_sgtable, sgt_mappings
+from dmabuf_model.drivers.dma_buf_import import dma_buf_detach_put
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     DmaBufAttachOps,
     DmaBufOps,
     DmaDataDirection,
     MapResult,
-    dma_buf_detach,
     dma_buf_dynamic_attach,
     dma_buf_export,
     dma_buf_fd,
@@ -131,13 +134,11 @@ from dmabuf_model.kernel.state import (
     tuple_set,
 )
 from dmabuf_model.platform.dma import (
-    MappingState,
     TransferStatus,
     dma_engine_run,
     dma_map_phys,
     dma_mapping_invalidate,
     dma_submit,
-    dma_unmap_phys,
 )
 from dmabuf_model.platform.memory import GenCause, ram_alloc, ram_free, range_bump
 from dmabuf_model.platform.topology import pci_p2pdma_distance
@@ -253,17 +254,6 @@ class TtmImporterState:
     freed: bool = False
 
 
-def sgt_dma_mappings(s: KState, sgt: SgtId) -> tuple[int, ...]:
-    """sgt_dma_mappings - the platform DMA mapping ids an sg_table's entries stand for.
-
-    The convention of this package: an exporter's map_dma_buf returns mapping ids as entries.
-    Entries of another form are ignored (the importer then has nothing to DMA through).
-    """
-    return tuple(
-        e for e in s.sg_tables[sgt].entries if isinstance(e, int) and not isinstance(e, bool)
-    )
-
-
 def ops_name(kernel_name: str, kind: str, name: str) -> str:
     """ops_name - the kernel's name of a callback table, with the instance when it differs
     from the driver ("amdgpu_dmabuf_ops", "amdgpu_dmabuf_ops (gpuA)"). Tables are compared by
@@ -273,21 +263,6 @@ def ops_name(kernel_name: str, kind: str, name: str) -> str:
 
 def _unsignalled(s: KState, fences: Sequence[FenceId]) -> tuple[FenceId, ...]:
     return tuple(f for f in fences if not dma_fence_is_signaled(s, f))
-
-
-def _lock(s: KState, t: Thread, resv: ResvId) -> KState | Blocked:
-    """dma_resv_lock(resv, NULL) for a program step, with its trace line."""
-    r = dma_resv_lock(s, t.tid, resv, None)
-    if isinstance(r, Blocked):
-        return r
-    s, ret = r
-    emit_call("dma_resv_lock", f"resv{resv}, NULL", ret)
-    return s
-
-
-def _unlock(s: KState, t: Thread, resv: ResvId) -> KState:
-    emit_call("dma_resv_unlock", f"resv{resv}")
-    return dma_resv_unlock(s, t.tid, resv)
 
 
 # =============================================================================================
@@ -374,12 +349,10 @@ class TtmExporter(Exporter):
 
     def state(self, s: KState) -> TtmExporterState:
         """This exporter's record in ``s``."""
-        rec = super().state(s)
-        assert isinstance(rec, TtmExporterState)
-        return rec
+        return self.state_as(s, TtmExporterState)
 
     def _set_bo(self, s: KState, bo: TtmBo) -> KState:
-        return self.set_state(s, replace(self.state(s), bo=bo))
+        return self.update(s, bo=bo)
 
     def buffers(self, s: KState) -> tuple[int, ...]:
         """The exported dma-buf, or () when the export was refused."""
@@ -410,7 +383,7 @@ class TtmExporter(Exporter):
         err = self.export_error()
         if err:
             emit_call(self.export_name, f"{self.name} bo", err)
-            return finish(self.set_state(s, replace(self.state(s), export_ret=err)), t, ret=err)
+            return finish(self.update(s, export_ret=err), t, ret=err)
         s, resv = dma_resv_init(s)
         size = self.topology.ranges[self.vram_range].pages * PAGE_SIZE
         s, buf = dma_buf_export(
@@ -424,7 +397,7 @@ class TtmExporter(Exporter):
         )
         emit_call("dma_buf_export", f"{self.kind} bo, resv{resv}", buf)
         if buf < 0:
-            return finish(self.set_state(s, replace(self.state(s), export_ret=buf)), t, ret=buf)
+            return finish(self.update(s, export_ret=buf), t, ret=buf)
         s, fd = dma_buf_fd(s, t.tid, buf, 0)
         emit_call("dma_buf_fd", f"buf{buf}", fd)
         rec = replace(self.state(s), resv=resv, buf=buf, fd=fd)
@@ -464,7 +437,7 @@ class TtmExporter(Exporter):
         """A KERNEL move fence on the exporter's timeline, added to the resv (held by tid)."""
         rec = self.state(s)
         s, f = dma_fence_init(s, rec.fence_context, rec.seqno + 1, timeline_name=self.name)
-        s = self.set_state(s, replace(self.state(s), seqno=rec.seqno + 1))
+        s = self.update(s, seqno=rec.seqno + 1)
         s, ret = dma_resv_reserve_fences(s, tid, rec.resv, 1)
         emit_call("dma_resv_reserve_fences", f"resv{rec.resv}, 1", ret)
         s = dma_resv_add_fence(s, tid, rec.resv, f, DmaResvUsage.KERNEL)
@@ -606,22 +579,22 @@ class TtmExporter(Exporter):
     def _evict_lock(self, s: KState, t: Thread) -> KState | Blocked:
         """Take the resv; refuse a pinned BO (-EBUSY, §10 #20); move_notify (invalidate)."""
         rec = self.state(s)
-        locked = _lock(s, t, rec.resv)
+        locked = dma_resv_lock_traced(s, t.tid, rec.resv)
         if isinstance(locked, Blocked):
             return locked
         s = locked
         bo = self.state(s).bo
         if bo.pin_count:
             emit(f"ttm_bo_evict: BO pinned ({bo.pin_count}) in {bo.placement}, not evictable")
-            return finish(_unlock(s, t, rec.resv), t, ret=-errno.EBUSY)
+            return finish(dma_resv_unlock_traced(s, t.tid, rec.resv), t, ret=-errno.EBUSY)
         if bo.placement is TtmPlacement.SYSTEM:
             emit("ttm_bo_evict: BO already in TTM_PL_SYSTEM")
-            return finish(_unlock(s, t, rec.resv), t, ret=0)
+            return finish(dma_resv_unlock_traced(s, t.tid, rec.resv), t, ret=0)
         new = self.evict_target(bo.placement)
         s = self._move_notify(s, t.tid, bo.placement, new)
         busy = bool(self._others_busy(s))
         if busy:
-            s = self.set_state(s, replace(self.state(s), moved_busy=True))
+            s = self.update(s, moved_busy=True)
         if self.options["skip_fence_wait_on_move"]:
             emit("ttm_bo_evict: BROKEN, not waiting for the resv fences")
             return goto(s, t, "ttm_bo_move: KERNEL move fence, copy, signal, unlock", new=int(new))
@@ -657,7 +630,7 @@ class TtmExporter(Exporter):
             s, pages = self._alloc_pages(s, new)
             if pages < 0:
                 emit(f"ttm_bo_evict: no room in {new}")
-                return finish(_unlock(s, t, rec.resv), t, ret=pages)
+                return finish(dma_resv_unlock_traced(s, t.tid, rec.resv), t, ret=pages)
         s, f = self._new_move_fence(s, t.tid)
         s = self._note_move(s, new, pages, False)
         emit(f"ttm_bo_move: {old} -> {new}")
@@ -665,7 +638,7 @@ class TtmExporter(Exporter):
             s = self._free_pages(s, old, old_pages)
         emit_call("dma_fence_signal", f"fence{f}")
         s = dma_fence_put(dma_fence_signal(s, f), f)
-        return finish(_unlock(s, t, rec.resv), t, ret=0)
+        return finish(dma_resv_unlock_traced(s, t.tid, rec.resv), t, ret=0)
 
     # -- pieces of the dma_buf_ops both drivers share ---------------------------------------------
 
@@ -730,16 +703,12 @@ class TtmExporter(Exporter):
     ) -> KState:
         """unmap_dma_buf: dma unmap (TT) or free the VRAM sgt: every platform mapping of it."""
         del tid, attach, d
-        ps = platform(s)
-        for mid in sgt_dma_mappings(s, sgt):
-            if ps.mappings[mid].state is not MappingState.UNMAPPED:
-                ps = dma_unmap_phys(ps, mid)
-        return set_platform(s, ps)
+        return set_platform(s, dma_unmap_sgtable(platform(s), sgt_mappings(s, sgt)))
 
     def _release(self, s: KState, tid: Tid, buf: BufId) -> KState:
         """release: drm_gem_dmabuf_release drops the GEM reference; the BO itself lives on."""
         del tid, buf
-        return self.set_state(s, replace(self.state(s), released=True))
+        return self.update(s, released=True)
 
     def _pin_count(self, s: KState, delta: int) -> KState:
         bo = self.state(s).bo
@@ -893,18 +862,13 @@ class TtmSgImporter(Importer):
 
     def state(self, s: KState) -> TtmImporterState:
         """This importer's record in ``s``."""
-        rec = super().state(s)
-        assert isinstance(rec, TtmImporterState)
-        return rec
-
-    def _update(self, s: KState, **changes: Any) -> KState:
-        return self.set_state(s, replace(self.state(s), **changes))
+        return self.state_as(s, TtmImporterState)
 
     def setup(self, s: KState) -> KState:
         """Boot: the job timeline, and the import when ``import_at_boot``."""
         self.check_config()
         s, ctx = dma_fence_context_alloc(s, 1)
-        s = self._update(s, fence_context=ctx)
+        s = self.update(s, fence_context=ctx)
         if self.options["import_at_boot"]:
             s, tid = spawn(s, self.import_program, f"{self.name}-boot")
             s = run_thread(s, tid)
@@ -960,7 +924,7 @@ class TtmSgImporter(Importer):
         bufs = self.source.buffers(s)
         if not bufs:
             emit_call(self.import_name, "no dma-buf", -errno.EBADF)
-            return finish(self._update(s, import_ret=-errno.EBADF), t, ret=-errno.EBADF)
+            return finish(self.update(s, import_ret=-errno.EBADF), t, ret=-errno.EBADF)
         buf = bufs[0]
         r = dma_buf_dynamic_attach(s, t.tid, buf, self.device, self.attach_ops())
         if isinstance(r, Blocked):
@@ -970,8 +934,8 @@ class TtmSgImporter(Importer):
         emit_call("dma_buf_dynamic_attach", f"buf{buf}, {self.device}, {self.name} ops", ret)
         if ret < 0:
             s = dma_buf_put(s, t.tid, buf)
-            return finish(self._update(s, buf=buf, import_ret=ret), t, ret=ret)
-        return finish(self._update(s, buf=buf, attach=ret, import_ret=0), t, ret=0)
+            return finish(self.update(s, buf=buf, import_ret=ret), t, ret=ret)
+        return finish(self.update(s, buf=buf, attach=ret, import_ret=0), t, ret=0)
 
     # -- invalidate_mappings ----------------------------------------------------------------------
 
@@ -998,20 +962,20 @@ class TtmSgImporter(Importer):
             return s
         sgt = rec.sgt
         ps = platform(s)
-        for mid in sgt_dma_mappings(s, sgt):
+        for mid in sgt_mappings(s, sgt):
             ps = dma_mapping_invalidate(ps, mid)
         s = set_platform(s, ps)
         if self.options["keep_mapping_on_invalidate"]:
             emit("     BROKEN: mapping kept")
-            return self._update(s, invalidated=True)
+            return self.update(s, invalidated=True)
         busy = self._busy_jobs(s)
         if not busy:
             s = dma_buf_unmap_attachment(s, tid, attach, sgt, BIDI)
             emit_call("     dma_buf_unmap_attachment", f"attach{attach}, sgt{sgt}")
-            s = self._update(s, sgt=None, invalidated=True)
+            s = self.update(s, sgt=None, invalidated=True)
         else:
             emit(f"     ttm: SG BO busy, unmap of sgt{sgt} deferred to a ghost object")
-            s = self._update(s, sgt=None, stale=(*rec.stale, sgt), invalidated=True)
+            s = self.update(s, sgt=None, stale=(*rec.stale, sgt), invalidated=True)
             s, _ = spawn(s, self.ghost_program, sgt=sgt, waits=busy)
         return self._after_evict(s, tid, attach)
 
@@ -1025,7 +989,7 @@ class TtmSgImporter(Importer):
                 return Blocked(on=f"fence{f}")
         rec = self.state(s)
         resv = s.bufs[rec.buf].resv
-        locked = _lock(s, t, resv)
+        locked = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(locked, Blocked):
             return locked
         s = locked
@@ -1033,8 +997,8 @@ class TtmSgImporter(Importer):
         if sgt in rec.stale:
             s = dma_buf_unmap_attachment(s, t.tid, rec.attach, sgt, BIDI)
             emit_call("dma_buf_unmap_attachment", f"attach{rec.attach}, sgt{sgt}")
-            s = self._update(s, stale=tuple(x for x in rec.stale if x != sgt))
-        return finish(_unlock(s, t, resv), t, ret=0)
+            s = self.update(s, stale=tuple(x for x in rec.stale if x != sgt))
+        return finish(dma_resv_unlock_traced(s, t.tid, resv), t, ret=0)
 
     # -- command submission -----------------------------------------------------------------------
 
@@ -1046,7 +1010,7 @@ class TtmSgImporter(Importer):
             emit_call(self.cs_name, "no imported BO", -errno.ENOENT)
             return finish(s, t, ret=-errno.ENOENT)
         resv = s.bufs[rec.buf].resv
-        locked = _lock(s, t, resv)
+        locked = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(locked, Blocked):
             return locked
         s = locked
@@ -1061,13 +1025,11 @@ class TtmSgImporter(Importer):
                 f"sgt{sgt}" if sgt >= 0 else sgt,
             )
             if sgt < 0:
-                s = _unlock(s, t, resv)
+                s = dma_resv_unlock_traced(s, t.tid, resv)
                 emit_call(self.cs_name, self.name, sgt)
                 return finish(s, t, ret=sgt)
             rec = self.state(s)
-            s = self._update(
-                s, sgt=sgt, maps=rec.maps + 1, remapped=rec.remapped or rec.invalidated
-            )
+            s = self.update(s, sgt=sgt, maps=rec.maps + 1, remapped=rec.remapped or rec.invalidated)
         if not dma_resv_test_signaled(s, resv, DmaResvUsage.KERNEL):
             return goto(s, t, "wait KERNEL fences, queue job, unlock")
         return self._queue_job(s, t, resv)
@@ -1096,7 +1058,7 @@ class TtmSgImporter(Importer):
         emit_call("dma_resv_add_fence", f"resv{resv}, fence{f}, {self.usage.name}")
         write = bool(self.options["job_write"])
         xid = -1
-        mappings = sgt_dma_mappings(s, rec.sgt)
+        mappings = sgt_mappings(s, rec.sgt)
         if mappings:
             ps, xid = dma_submit(
                 platform(s), self.topology, self.device, mappings[0], write=write, fence=f
@@ -1105,15 +1067,15 @@ class TtmSgImporter(Importer):
             emit_call("dma_submit", f"{self.device}, mapping {mappings[0]}, {op}", xid)
             if xid >= 0:
                 s = set_platform(s, ps)
-        s = self._update(s, seqno=seqno)
+        s = self.update(s, seqno=seqno)
         if xid < 0:
             s = dma_fence_set_error(s, f, -errno.ENODEV if mappings else -errno.EINVAL)
             s = dma_fence_put(dma_fence_signal(s, f), f)
             emit_call("dma_fence_signal", f"fence{f}")
         else:
-            s = self._update(s, jobs=(*self.state(s).jobs, (f, xid)))
+            s = self.update(s, jobs=(*self.state(s).jobs, (f, xid)))
             s, _ = spawn(s, self.ring_program, xid=xid)
-        s = _unlock(s, t, resv)
+        s = dma_resv_unlock_traced(s, t.tid, resv)
         ret = 0 if xid >= 0 or not mappings else xid
         emit_call(self.cs_name, self.name, ret)
         return finish(s, t, ret=ret)
@@ -1139,7 +1101,7 @@ class TtmSgImporter(Importer):
             emit_call("dma_fence_signal", f"fence{f}")
             s = dma_fence_put(dma_fence_signal(s, f), f)
             done += 1
-        s = self._update(s, jobs=jobs[done:])
+        s = self.update(s, jobs=jobs[done:])
         if platform(s).transfers[xid].status is TransferStatus.PENDING:
             return goto(s, t, "run job, signal job fences")
         return finish(s, t, ret=0)
@@ -1152,7 +1114,7 @@ class TtmSgImporter(Importer):
         for f in self._busy_jobs(s):
             return Blocked(on=f"fence{f}")
         resv = s.bufs[rec.buf].resv
-        locked = _lock(s, t, resv)
+        locked = dma_resv_lock_traced(s, t.tid, resv)
         if isinstance(locked, Blocked):
             return locked
         s = locked
@@ -1160,19 +1122,16 @@ class TtmSgImporter(Importer):
         for sgt in (*rec.stale, *(() if rec.sgt is None else (rec.sgt,))):
             s = dma_buf_unmap_attachment(s, t.tid, rec.attach, sgt, BIDI)
             emit_call("dma_buf_unmap_attachment", f"attach{rec.attach}, sgt{sgt}")
-        s = self._update(s, sgt=None, stale=(), freed=True)
-        return goto(_unlock(s, t, resv), t, "dma_buf_detach, dma_buf_put")
+        s = self.update(s, sgt=None, stale=(), freed=True)
+        return goto(dma_resv_unlock_traced(s, t.tid, resv), t, "dma_buf_detach, dma_buf_put")
 
     def _free_detach(self, s: KState, t: Thread) -> KState | Blocked:
         """dma_buf_detach (takes the resv itself), then drop the import's reference."""
         rec = self.state(s)
-        r = dma_buf_detach(s, t.tid, rec.buf, rec.attach)
+        r = dma_buf_detach_put(s, t.tid, rec.buf, rec.attach)
         if isinstance(r, Blocked):
             return r
-        emit_call("dma_buf_detach", f"buf{rec.buf}, attach{rec.attach}")
-        s = dma_buf_put(r, t.tid, rec.buf)
-        emit_call("dma_buf_put", f"buf{rec.buf}")
-        return finish(s, t, ret=0)
+        return finish(r, t, ret=0)
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -1207,5 +1166,4 @@ __all__ = [
     "ops_name",
     "placement_from_name",
     "placements",
-    "sgt_dma_mappings",
 ]

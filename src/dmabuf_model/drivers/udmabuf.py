@@ -25,6 +25,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar, Literal
 
 from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
+from dmabuf_model.drivers.device_dma import dma_map_sgtable, dma_unmap_sgtable
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     O_CLOEXEC,
@@ -52,7 +53,6 @@ from dmabuf_model.kernel.state import (
     replace,
     tuple_set,
 )
-from dmabuf_model.platform.dma import dma_map_phys, dma_unmap_phys
 from dmabuf_model.platform.memory import ram_alloc, ram_free
 from dmabuf_model.system.model import EnvEvent, run_thread
 from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program, spawn
@@ -179,12 +179,7 @@ class UdmabufExporter(Exporter):
 
     def state(self, s: KState) -> UdmabufState:
         """The driver's record in ``s``."""
-        st = super().state(s)
-        assert isinstance(st, UdmabufState)
-        return st
-
-    def _set(self, s: KState, **changes: Any) -> KState:
-        return self.set_state(s, replace(self.state(s), **changes))
+        return self.state_as(s, UdmabufState)
 
     def dma_buf_ops(self) -> DmaBufOps:
         """udmabuf_ops: no attach, detach, pin or unpin (drivers.md §5.2)."""
@@ -201,12 +196,10 @@ class UdmabufExporter(Exporter):
         raise ValueError(f"{self.name}: buf{buf} is not a udmabuf")
 
     def _put_buffer(self, s: KState, i: int, b: UdmabufBuffer) -> KState:
-        st = self.state(s)
-        return self.set_state(s, replace(st, buffers=tuple_set(st.buffers, i, b)))
+        return self.update(s, buffers=tuple_set(self.state(s).buffers, i, b))
 
     def _put_memfd(self, s: KState, i: int, m: UdmabufMemfd) -> KState:
-        st = self.state(s)
-        return self.set_state(s, replace(st, memfds=tuple_set(st.memfds, i, m)))
+        return self.update(s, memfds=tuple_set(self.state(s).memfds, i, m))
 
     # -- memfds (userspace) -----------------------------------------------------------------------
 
@@ -232,7 +225,7 @@ class UdmabufExporter(Exporter):
         st = self.state(s)
         s = s.evolve(fd_table=(*s.fd_table, (fd, "memfd", len(st.memfds))), next_fd=fd + 1)
         m = UdmabufMemfd(fd=fd, range=r, seals=seals, kind=kind)
-        return self._set(s, memfds=(*st.memfds, m)), fd
+        return self.update(s, memfds=(*st.memfds, m)), fd
 
     def _memfd_of_fd(self, s: KState, fd: int) -> int | None:
         """fget: the memfd index behind ``fd``; None for a closed fd or another file kind."""
@@ -326,7 +319,7 @@ class UdmabufExporter(Exporter):
             return self._unpin(s, pinned), buf
         st = self.state(s)
         record = UdmabufBuffer(buf=buf, fd=-1, folios=tuple(folios), pinned=tuple(pinned))
-        s = self._set(s, buffers=(*st.buffers, record))
+        s = self.update(s, buffers=(*st.buffers, record))
         s, fd = dma_buf_fd(s, tid, buf, O_RDWR | cloexec)
         emit_call("dma_buf_fd", f"buf{buf}", fd)
         if fd < 0:
@@ -371,27 +364,18 @@ class UdmabufExporter(Exporter):
         """
         a = s.attachments[attach]
         b = self.state(s).buffers[self._index(s, a.dmabuf)]
-        ps = platform(s)
-        mids: list[int] = []
-        for _, r, first, n in b.folios:
-            ps, mid = dma_map_phys(ps, self.topology, a.dev, r, first, n)
-            if mid < 0:
-                for done in mids:
-                    ps = dma_unmap_phys(ps, done)
-                return set_platform(s, ps), mid
-            mids.append(mid)
-        emit(f"map_udmabuf: get_sg_table + dma_map_sgtable({a.dev}) = mappings {mids}")
-        return set_platform(s, ps), tuple(mids)
+        chunks = ((r, first, n) for _, r, first, n in b.folios)
+        ps, mids = dma_map_sgtable(platform(s), self.topology, a.dev, chunks)
+        if isinstance(mids, int):
+            return set_platform(s, ps), mids
+        emit(f"map_udmabuf: get_sg_table + dma_map_sgtable({a.dev}) = mappings {list(mids)}")
+        return set_platform(s, ps), mids
 
     def unmap_udmabuf(
         self, s: KState, tid: Tid, attach: AttachId, sgt: SgtId, dir: DmaDataDirection
     ) -> KState:
         """unmap_udmabuf - put_sg_table: dma_unmap_sgtable and free the table (resv held, §5.2)."""
-        ps = platform(s)
-        for mid in s.sg_tables[sgt].entries:
-            if isinstance(mid, int) and ps.mappings[mid].live:
-                ps = dma_unmap_phys(ps, mid)
-        return set_platform(s, ps)
+        return set_platform(s, dma_unmap_sgtable(platform(s), s.sg_tables[sgt].entries))
 
     def udmabuf_mmap(
         self, s: KState, tid: Tid, buf: BufId, pgoff: int, npages: int, *, vm_shared: bool

@@ -63,9 +63,12 @@ from dmabuf_model.drivers.base import (
     Exporter,
     Option,
     TakebackKind,
+    dma_resv_lock_traced,
+    dma_resv_unlock_traced,
     platform,
     set_platform,
 )
+from dmabuf_model.drivers.device_dma import dma_map_sgtable, dma_unmap_sgtable
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     O_CLOEXEC,
@@ -108,10 +111,7 @@ from dmabuf_model.kernel.state import (
     warn,
 )
 from dmabuf_model.platform.dma import (
-    MappingState,
-    dma_map_phys,
     dma_mapping_invalidate,
-    dma_unmap_phys,
 )
 from dmabuf_model.platform.oracle import oracle_revoke_complete, oracle_unrevoke
 from dmabuf_model.platform.pci import (
@@ -423,24 +423,13 @@ def dma_buf_phys_vec_to_sgt(
     -EINVAL; a removed device -ENODEV. On error the slices already mapped are unmapped. The
     caller holds the dma_buf's resv (asserted by map_dma_buf).
     """
-    mids: list[int] = []
-    for first, npages in phys_vec:
-        ps, mid = dma_map_phys(ps, topo, dev, bar_range, first, npages)
-        if mid < 0:
-            for done in mids:
-                ps = dma_unmap_phys(ps, done)
-            return ps, mid
-        mids.append(mid)
-    return ps, tuple(mids)
+    return dma_map_sgtable(ps, topo, dev, ((bar_range, first, n) for first, n in phys_vec))
 
 
 def dma_buf_free_sgt(ps: PlatformState, entries: tuple[Hashable, ...]) -> PlatformState:
     """dma_buf_free_sgt - unmap every DmaMapping of an sg table built by
     dma_buf_phys_vec_to_sgt (drivers.md §6). Entries already unmapped are skipped."""
-    for mid in entries:
-        if isinstance(mid, int) and ps.mappings[mid].state is not MappingState.UNMAPPED:
-            ps = dma_unmap_phys(ps, mid)
-    return ps
+    return dma_unmap_sgtable(ps, entries)
 
 
 VfioPhys = tuple[int, int, int]
@@ -617,7 +606,7 @@ class VfioPciExporter(Exporter):
         DriverError if the request fails (the scenario asked for an impossible buffer).
         """
         s, lock = lock_init(s, RwSemaphore(f"{self.device}.memory_lock"))
-        s = self.set_state(s, replace(self.state(s), memory_lock=lock))
+        s = self.update(s, memory_lock=lock)
         if not self.options["memory_enabled_at_boot"]:
             ps = pci_write_command_memory(platform(s), self.topology, self.device, False)
             s = set_platform(s, ps)
@@ -1108,17 +1097,15 @@ class VfioPciExporter(Exporter):
             slot, index = todo[0]
             d = _dbuf(s, slot, index)
             resv = s.bufs[d.buf].resv
-            r = dma_resv_lock(s, t.tid, resv, None)
+            r = dma_resv_lock_traced(s, t.tid, resv)
             if isinstance(r, Blocked):
                 return r
-            s = r[0]
-            emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+            s = r
             if d.status is VfioDmaBufStatus.TEMP_REVOKED:
                 # TEMP -> PERM (Matt Evans): the buffer is drained already; only the state moves.
                 s = _set_dbuf(s, slot, index, replace(d, status=target))
                 emit(f"vfio_pci_dma_buf_set_status(buf{d.buf}): TEMP_REVOKED -> {target.name}")
-                s = dma_resv_unlock(s, t.tid, resv)
-                emit_call("dma_resv_unlock", f"resv{resv}")
+                s = dma_resv_unlock_traced(s, t.tid, resv)
                 return goto(s, t, rev_lock, todo=todo[1:])
             s = _set_dbuf(s, slot, index, replace(d, status=target, drained=False))
             emit(f"vfio_pci dma-buf buf{d.buf}: revoked = true ({target.name})")
@@ -1131,8 +1118,7 @@ class VfioPciExporter(Exporter):
                 emit_call(design.notify_fn, f"buf{d.buf}")
                 s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
             if not design.vfio_revoke_waits:
-                s = dma_resv_unlock(s, t.tid, resv)
-                emit_call("dma_resv_unlock", f"resv{resv}")
+                s = dma_resv_unlock_traced(s, t.tid, resv)
                 if not todo[1:]:  # nothing left: on to the reset without an empty step
                     return goto(s, t, self._after_revoke_label(op), todo=())
                 return goto(s, t, rev_lock, todo=todo[1:])
@@ -1149,8 +1135,7 @@ class VfioPciExporter(Exporter):
             s2 = _wait_bookkeep(s, t.tid, resv)
             if isinstance(s2, Blocked):
                 return s2
-            s = dma_resv_unlock(s2, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s2, t.tid, resv)
             d = _dbuf(s, slot, index)
             s, d = _kref_put(s, replace(d, base_ref=False))
             emit(f"kref_put(buf{d.buf} kref) -> {d.kref}")
@@ -1213,7 +1198,7 @@ class VfioPciExporter(Exporter):
                 dev = self.state(s)
                 s = self.set_state(s, replace(dev, registrations=dev.registrations - 1))
                 emit(f"buf{d.buf}: list_del, priv->vdev = NULL, vfio_device_put_registration")
-            s = self.set_state(s, replace(self.state(s), open=False))
+            s = self.update(s, open=False)
             return goto(s, t, _UNLOCK)
 
         return step
@@ -1225,7 +1210,7 @@ class VfioPciExporter(Exporter):
         def step(s: KState, t: Thread) -> StepResult:
             s, ret = hw(s)
             if op.low_power is not None:
-                s = self.set_state(s, replace(self.state(s), low_power=op.low_power))
+                s = self.update(s, low_power=op.low_power)
             devs = cast(tuple[int, ...], t.local("devs"))
             if not op.unrevoke:
                 return goto(s, t, _UNLOCK, ret=ret)
@@ -1256,11 +1241,10 @@ class VfioPciExporter(Exporter):
             slot, index = todo[0]
             d = _dbuf(s, slot, index)
             resv = s.bufs[d.buf].resv
-            r = dma_resv_lock(s, t.tid, resv, None)
+            r = dma_resv_lock_traced(s, t.tid, resv)
             if isinstance(r, Blocked):
                 return r
-            s = r[0]
-            emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+            s = r
             if invalidate and design.vfio_revoke_waits:
                 emit_call(design.notify_fn, f"buf{d.buf}")
                 s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
@@ -1269,8 +1253,7 @@ class VfioPciExporter(Exporter):
             if invalidate:  # 6.19: revoked = false, then dma_buf_move_notify, no wait
                 emit_call(design.notify_fn, f"buf{d.buf}")
                 s = dma_buf_invalidate_mappings(s, t.tid, d.buf)
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
             if not design.vfio_revoke_waits and not todo[1:]:
                 return goto(s, t, _UNLOCK, todo=())
             return goto(s, t, unrev_lock, todo=todo[1:])
@@ -1285,8 +1268,7 @@ class VfioPciExporter(Exporter):
             s2 = _wait_bookkeep(s, t.tid, resv)
             if isinstance(s2, Blocked):
                 return s2
-            s = dma_resv_unlock(s2, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s2, t.tid, resv)
             return goto(s, t, _UNREV_CLEAR)
 
         return step
@@ -1297,15 +1279,13 @@ class VfioPciExporter(Exporter):
             slot, index = todo[0]
             d = _dbuf(s, slot, index)
             resv = s.bufs[d.buf].resv
-            r = dma_resv_lock(s, t.tid, resv, None)
+            r = dma_resv_lock_traced(s, t.tid, resv)
             if isinstance(r, Blocked):
                 return r
-            s = r[0]
-            emit_call("dma_resv_lock", f"resv{resv}, NULL", 0)
+            s = r
             if _dbuf(s, slot, index).status is VfioDmaBufStatus.TEMP_REVOKED:
                 s = self._clear_revoked(s, slot, index)
-            s = dma_resv_unlock(s, t.tid, resv)
-            emit_call("dma_resv_unlock", f"resv{resv}")
+            s = dma_resv_unlock_traced(s, t.tid, resv)
             return goto(s, t, self._unrev_lock, todo=todo[1:])
 
         return step
@@ -1447,7 +1427,7 @@ class VfioPciExporter(Exporter):
         if key not in self._programs:
 
             def request(s: KState, t: Thread) -> StepResult:
-                s = self.set_state(s, replace(self.state(s), unregistering=True))
+                s = self.update(s, unregistering=True)
                 emit(f"vfio_unregister_group_dev({self.device}): send request to user")
                 return goto(s, t, "vfio_unregister_group_dev: wait for registrations")
 
@@ -1461,7 +1441,7 @@ class VfioPciExporter(Exporter):
             def remove(s: KState, t: Thread) -> StepResult:
                 ps = pci_remove_bus_device(platform(s), self.topology, self.device)
                 emit_call("pci_stop_and_remove_bus_device", self.device)
-                s = self.set_state(s, replace(self.state(s), removed=True))
+                s = self.update(s, removed=True)
                 return finish(set_platform(s, ps), t, ret=0)
 
             self._programs[key] = program(
