@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
-from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
+from dmabuf_model.drivers.base import DriverEnv, Option, platform, set_platform
 from dmabuf_model.drivers.device_dma import dma_map_sgtable, dma_unmap_sgtable
+from dmabuf_model.drivers.user_buffers import UserBufferExporter
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     O_ACCMODE,
@@ -35,11 +36,9 @@ from dmabuf_model.kernel.dma_buf import (
     DmaBufOps,
     DmaDataDirection,
     MapResult,
-    close_fd,
     dma_buf_export,
     dma_buf_fd,
     dma_buf_put,
-    fd_lookup,
 )
 from dmabuf_model.kernel.dma_resv import dma_resv_assert_held
 from dmabuf_model.kernel.state import (
@@ -51,11 +50,10 @@ from dmabuf_model.kernel.state import (
     Tid,
     record,
     replace,
-    tuple_set,
 )
 from dmabuf_model.platform.memory import ram_alloc, ram_free
-from dmabuf_model.system.model import EnvEvent, run_thread
-from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program, spawn
+from dmabuf_model.system.model import EnvEvent
+from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program
 
 DMA_HEAP_VALID_FD_FLAGS = O_CLOEXEC | O_ACCMODE
 """fd_flags DMA_HEAP_IOCTL_ALLOC accepts (include/uapi/linux/dma-heap.h)."""
@@ -88,7 +86,7 @@ class SystemHeapState:
     buffers: tuple[SystemHeapBuffer, ...] = ()
 
 
-class SystemHeapExporter(Exporter):
+class SystemHeapExporter(UserBufferExporter):
     """The system heap as exporter, kind "system-heap" (drivers.md §5.1, §7).
 
     ``device`` names the heap (it is not a DMA master). Options: ``size`` in bytes and
@@ -125,8 +123,8 @@ class SystemHeapExporter(Exporter):
             vunmap=self.system_heap_vunmap,
         )
         prefix = f"{self.name}:{self.slot}"
-        self.alloc_program = program(f"{prefix}: DMA_HEAP_IOCTL_ALLOC", ("alloc", self._boot))
-        self.close_program = program(f"{prefix}: close", ("close(dma-buf fd)", self._close))
+        self.boot_program = program(f"{prefix}: DMA_HEAP_IOCTL_ALLOC", ("alloc", self._boot))
+        self._init_close_program("dma-buf")
 
     # -- record ---------------------------------------------------------------------------------
 
@@ -141,19 +139,6 @@ class SystemHeapExporter(Exporter):
     def dma_buf_ops(self) -> DmaBufOps:
         """system_heap_buf_ops: no pin/unpin, no invalidation (drivers.md §5.1)."""
         return self._ops
-
-    def buffers(self, s: KState) -> tuple[int, ...]:
-        """The BufIds allocated, oldest first (released ones included)."""
-        return tuple(b.buf for b in self.state(s).buffers)
-
-    def _index(self, s: KState, buf: BufId) -> int:
-        for i, b in enumerate(self.state(s).buffers):
-            if b.buf == buf:
-                return i
-        raise ValueError(f"{self.name}: buf{buf} is not a system heap buffer")
-
-    def _put(self, s: KState, i: int, b: SystemHeapBuffer) -> KState:
-        return self.update(s, buffers=tuple_set(self.state(s).buffers, i, b))
 
     # -- DMA_HEAP_IOCTL_ALLOC ----------------------------------------------------------------------
 
@@ -207,7 +192,7 @@ class SystemHeapExporter(Exporter):
         if new_fd < 0:
             return dma_buf_put(s, tid, buf), new_fd
         i = self._index(s, buf)
-        return self._put(s, i, replace(self.state(s).buffers[i], fd=new_fd)), new_fd
+        return self._put_buffer(s, i, replace(self.state(s).buffers[i], fd=new_fd)), new_fd
 
     def _allocate_pages(
         self, s: KState, npages: int, fatal_signal: bool
@@ -244,20 +229,20 @@ class SystemHeapExporter(Exporter):
             return s, -errno.ENOMEM
         i = self._index(s, s.attachments[attach].dmabuf)
         b = self.state(s).buffers[i]
-        return self._put(s, i, replace(b, attachments=(*b.attachments, (attach, False)))), 0
+        return self._put_buffer(s, i, replace(b, attachments=(*b.attachments, (attach, False)))), 0
 
     def system_heap_detach(self, s: KState, tid: Tid, attach: AttachId) -> KState:
         """system_heap_detach - free the attachment's sg table copy (unlocked; §5.1)."""
         i = self._index(s, s.attachments[attach].dmabuf)
         b = self.state(s).buffers[i]
         kept = tuple(a for a in b.attachments if a[0] != attach)
-        return self._put(s, i, replace(b, attachments=kept))
+        return self._put_buffer(s, i, replace(b, attachments=kept))
 
     def _set_mapped(self, s: KState, attach: AttachId, mapped: bool) -> KState:
         i = self._index(s, s.attachments[attach].dmabuf)
         b = self.state(s).buffers[i]
         atts = tuple((a, mapped if a == attach else m) for a, m in b.attachments)
-        return self._put(s, i, replace(b, attachments=atts))
+        return self._put_buffer(s, i, replace(b, attachments=atts))
 
     def system_heap_map_dma_buf(
         self, s: KState, tid: Tid, attach: AttachId, dir: DmaDataDirection
@@ -350,7 +335,7 @@ class SystemHeapExporter(Exporter):
         b = self.state(s).buffers[i]
         emit(f"system_heap_dma_buf_release: free pages of buf{buf}")
         s = self._free_chunks(s, b.chunks)
-        return self._put(s, i, replace(self.state(s).buffers[i], freed=True))
+        return self._put_buffer(s, i, replace(self.state(s).buffers[i], freed=True))
 
     # -- boot and events -----------------------------------------------------------------------
 
@@ -365,35 +350,9 @@ class SystemHeapExporter(Exporter):
                 break
         return finish(s, t, ret=ret)
 
-    def setup(self, s: KState) -> KState:
-        """Boot: userspace allocates ``buffers`` buffers of ``size`` bytes (a boot thread)."""
-        s, tid = spawn(s, self.alloc_program, f"{self.name} alloc")
-        return run_thread(s, tid)
-
-    def _fd_open(self, s: KState) -> bool:
-        bufs = self.state(s).buffers
-        return bool(bufs) and fd_lookup(s, bufs[0].fd) is not None
-
-    def _close(self, s: KState, t: Thread) -> KState:
-        b = self.state(s).buffers[0]
-        s, ret = close_fd(s, t.tid, b.fd)
-        emit_call("close", f"fd{b.fd} (buf{b.buf})", ret)
-        return finish(s, t, ret=ret)
-
     def events(self) -> list[EnvEvent]:
         """close(2) of the first buffer's fd by userspace (budget ``close_budget``)."""
-        budget = int(self.options["close_budget"])
-        if budget <= 0:
-            return []
-        return [
-            EnvEvent(
-                f"{self.name}: close(dma-buf fd)",
-                self.close_program,
-                budget=budget,
-                thread_name=f"{self.name} close",
-                guard=self._fd_open,
-            )
-        ]
+        return self.close_event(int(self.options["close_budget"]))
 
 
 __all__ = [

@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar, Literal
 
-from dmabuf_model.drivers.base import DriverEnv, Exporter, Option, platform, set_platform
+from dmabuf_model.drivers.base import DriverEnv, Option, platform, set_platform
 from dmabuf_model.drivers.device_dma import dma_map_sgtable, dma_unmap_sgtable
+from dmabuf_model.drivers.user_buffers import UserBufferExporter
 from dmabuf_model.kernel import errno
 from dmabuf_model.kernel.dma_buf import (
     O_CLOEXEC,
@@ -54,8 +55,8 @@ from dmabuf_model.kernel.state import (
     tuple_set,
 )
 from dmabuf_model.platform.memory import ram_alloc, ram_free
-from dmabuf_model.system.model import EnvEvent, run_thread
-from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program, spawn
+from dmabuf_model.system.model import EnvEvent
+from dmabuf_model.system.threads import Thread, emit, emit_call, finish, program
 
 F_SEAL_SEAL = 0x0001
 F_SEAL_SHRINK = 0x0002
@@ -124,7 +125,7 @@ class UdmabufState:
     buffers: tuple[UdmabufBuffer, ...] = ()
 
 
-class UdmabufExporter(Exporter):
+class UdmabufExporter(UserBufferExporter):
     """/dev/udmabuf as exporter, kind "udmabuf" (drivers.md §5.2, §7).
 
     At boot userspace creates a memfd over one RAM region with ``memfd_seals`` (default
@@ -166,7 +167,7 @@ class UdmabufExporter(Exporter):
         )
         prefix = f"{self.name}:{self.slot}"
         self.boot_program = program(f"{prefix}: memfd_create, UDMABUF_CREATE", ("boot", self._boot))
-        self.close_program = program(f"{prefix}: close", ("close(udmabuf fd)", self._close))
+        self._init_close_program("udmabuf")
         self.close_memfd_program = program(
             f"{prefix}: close memfd", ("close(memfd)", self._close_memfd_step)
         )
@@ -184,19 +185,6 @@ class UdmabufExporter(Exporter):
     def dma_buf_ops(self) -> DmaBufOps:
         """udmabuf_ops: no attach, detach, pin or unpin (drivers.md §5.2)."""
         return self._ops
-
-    def buffers(self, s: KState) -> tuple[int, ...]:
-        """The BufIds created, oldest first (released ones included)."""
-        return tuple(b.buf for b in self.state(s).buffers)
-
-    def _index(self, s: KState, buf: BufId) -> int:
-        for i, b in enumerate(self.state(s).buffers):
-            if b.buf == buf:
-                return i
-        raise ValueError(f"{self.name}: buf{buf} is not a udmabuf")
-
-    def _put_buffer(self, s: KState, i: int, b: UdmabufBuffer) -> KState:
-        return self.update(s, buffers=tuple_set(self.state(s).buffers, i, b))
 
     def _put_memfd(self, s: KState, i: int, m: UdmabufMemfd) -> KState:
         return self.update(s, memfds=tuple_set(self.state(s).memfds, i, m))
@@ -470,24 +458,9 @@ class UdmabufExporter(Exporter):
         emit_call("UDMABUF_CREATE", f"memfd fd{memfd}, offset={offset}, size={size}", fd)
         return finish(s, t, ret=fd)
 
-    def setup(self, s: KState) -> KState:
-        """Boot: userspace makes a sealed memfd and one udmabuf over it (a boot thread)."""
-        s, tid = spawn(s, self.boot_program, f"{self.name} create")
-        return run_thread(s, tid)
-
-    def _fd_open(self, s: KState) -> bool:
-        bufs = self.state(s).buffers
-        return bool(bufs) and fd_lookup(s, bufs[0].fd) is not None
-
     def _memfd_open(self, s: KState) -> bool:
         memfds = self.state(s).memfds
         return bool(memfds) and memfds[0].open
-
-    def _close(self, s: KState, t: Thread) -> KState:
-        b = self.state(s).buffers[0]
-        s, ret = close_fd(s, t.tid, b.fd)
-        emit_call("close", f"fd{b.fd} (buf{b.buf})", ret)
-        return finish(s, t, ret=ret)
 
     def _close_memfd_step(self, s: KState, t: Thread) -> KState:
         m = self.state(s).memfds[0]
@@ -497,18 +470,7 @@ class UdmabufExporter(Exporter):
 
     def events(self) -> list[EnvEvent]:
         """close(2) of the udmabuf fd and of the memfd, each with its budget."""
-        out: list[EnvEvent] = []
-        budget = int(self.options["close_budget"])
-        if budget > 0:
-            out.append(
-                EnvEvent(
-                    f"{self.name}: close(dma-buf fd)",
-                    self.close_program,
-                    budget=budget,
-                    thread_name=f"{self.name} close",
-                    guard=self._fd_open,
-                )
-            )
+        out = self.close_event(int(self.options["close_budget"]))
         budget = int(self.options["close_memfd_budget"])
         if budget > 0:
             out.append(
