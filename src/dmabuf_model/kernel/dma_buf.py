@@ -50,7 +50,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 from dmabuf_model.kernel.dma_fence import MAX_SCHEDULE_TIMEOUT
 from dmabuf_model.kernel.dma_resv import (
@@ -81,12 +80,11 @@ from dmabuf_model.kernel.state import (
     BufId,
     Fd,
     KState,
+    PickledByName,
     ResvId,
     SgtId,
     Tid,
-    lookup_by_name,
     record,
-    register_by_name,
     replace,
     tuple_set,
     warn,
@@ -141,7 +139,7 @@ InvalidateFn = Callable[[KState, Tid, AttachId], KState]
 
 
 @dataclass(frozen=True, slots=True)
-class DmaBufOps:
+class DmaBufOps(PickledByName):
     """struct dma_buf_ops. Compared and hashed by ``name`` only, so states stay hashable.
 
     map_dma_buf, unmap_dma_buf and release are mandatory (checked by dma_buf_export, §5.1);
@@ -162,16 +160,9 @@ class DmaBufOps:
     vmap: VmapFn | None = field(default=None, compare=False)
     vunmap: VunmapFn | None = field(default=None, compare=False)
 
-    def __post_init__(self) -> None:
-        register_by_name(self)
-
-    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
-        """Pickle as the name (callbacks are closures); see kernel.state.register_by_name."""
-        return (lookup_by_name, (DmaBufOps, self.name))
-
 
 @dataclass(frozen=True, slots=True)
-class DmaBufAttachOps:
+class DmaBufAttachOps(PickledByName):
     """struct dma_buf_attach_ops (core-semantics §3). Hashed by ``name`` only.
 
     ``invalidate_mappings`` is optional since v7: None means the importer cannot be revoked in
@@ -181,13 +172,6 @@ class DmaBufAttachOps:
     name: str
     allow_peer2peer: bool = False
     invalidate_mappings: InvalidateFn | None = field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        register_by_name(self)
-
-    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
-        """Pickle as the name (callbacks are closures); see kernel.state.register_by_name."""
-        return (lookup_by_name, (DmaBufAttachOps, self.name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,19 @@ def lookup_by_name(cls: type, name: str) -> Any:
         raise KeyError(f"no {cls.__name__} named {name!r} was built in this process") from None
 
 
+class PickledByName:
+    """Mixin for a callback table or program hashed by ``name``: registers itself when built
+    and pickles as its name (see register_by_name). The class must have a ``name`` field."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        register_by_name(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
+        return (lookup_by_name, (type(self), self.name))  # type: ignore[attr-defined]
+
+
 def replace(obj: T, /, **changes: Any) -> T:
     """replace - dataclasses.replace for the model's frozen state records, compiled per class.
 

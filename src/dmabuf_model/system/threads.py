@@ -23,16 +23,14 @@ import contextvars
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import field
-from typing import Any
 
 from dmabuf_model.kernel.errno import errname
 from dmabuf_model.kernel.state import (
     Blocked,
     KState,
+    PickledByName,
     Tid,
-    lookup_by_name,
     record,
-    register_by_name,
     replace,
     tuple_set,
 )
@@ -60,7 +58,7 @@ StepFn = Callable[[KState, "Thread"], StepResult]
 
 
 @record
-class Program:
+class Program(PickledByName):
     """A named table of steps; a thread starts at the first label.
 
     Compared and hashed by ``name`` only (as DmaBufOps is), so a Thread that carries its Program
@@ -79,11 +77,7 @@ class Program:
                 f"program {self.name!r} has duplicate or empty step labels {labels}; "
                 "every step needs its own non-empty label"
             )
-        register_by_name(self)
-
-    def __reduce__(self) -> tuple[Any, tuple[type, str]]:
-        """Pickle as the name (steps are closures); see kernel.state.register_by_name."""
-        return (lookup_by_name, (Program, self.name))
+        PickledByName.__post_init__(self)  # register, so the program pickles by name
 
     @property
     def entry(self) -> str:
