@@ -181,7 +181,7 @@ class Blocked:
     holder: Tid = NO_TID
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KState:
     """The kernel state: every dma_fence, dma_resv, dma_buf, attachment, lock and warning.
 
@@ -205,32 +205,6 @@ class KState:
     warnings: tuple[KernelWarning, ...] = ()
     ext: Hashable = None
     """The rest of the world (platform, drivers). Opaque to the core."""
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __hash__(self) -> int:
-        """Hash computed once per value and cached: the checker hashes each state repeatedly."""
-        h = self._hash
-        if h == 0:
-            h = hash(
-                (
-                    self.fences,
-                    self.next_fence_context,
-                    self.resvs,
-                    self.ww_ctxs,
-                    self.next_ww_stamp,
-                    self.bufs,
-                    self.attachments,
-                    self.sg_tables,
-                    self.sync_files,
-                    self.locks,
-                    self.fd_table,
-                    self.next_fd,
-                    self.warnings,
-                    self.ext,
-                )
-            )
-            object.__setattr__(self, "_hash", h)
-        return h
 
     def evolve(self, **changes: Any) -> KState:
         """Return a copy with the given fields replaced (attrs' evolve, dataclasses.replace)."""

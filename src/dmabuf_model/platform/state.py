@@ -8,8 +8,9 @@ Topology. The hash is computed once per value and cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
+from dmabuf_model.kernel.state import record, replace
 from dmabuf_model.platform.dma import DmaMapping, DmaTransfer
 from dmabuf_model.platform.iommu import IommuDomain
 from dmabuf_model.platform.memory import MemRange
@@ -18,7 +19,7 @@ from dmabuf_model.platform.pci import PciFunctionState
 from dmabuf_model.platform.topology import RangeKind, Topology
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlatformState:
     """Everything about the hardware that a step can change.
 
@@ -36,49 +37,10 @@ class PlatformState:
     transfers: tuple[DmaTransfer, ...] = ()
     findings: tuple[Finding, ...] = ()
     iommu_faults: int = 0
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
-    def __hash__(self) -> int:
-        h = self._hash
-        if h == 0:
-            h = hash(
-                (
-                    self.ranges,
-                    self.functions,
-                    self.domains,
-                    self.mappings,
-                    self.transfers,
-                    self.findings,
-                    self.iommu_faults,
-                )
-            )
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def evolve(
-        self,
-        *,
-        ranges: tuple[MemRange, ...] | None = None,
-        functions: tuple[PciFunctionState, ...] | None = None,
-        domains: tuple[IommuDomain, ...] | None = None,
-        mappings: tuple[DmaMapping, ...] | None = None,
-        transfers: tuple[DmaTransfer, ...] | None = None,
-        findings: tuple[Finding, ...] | None = None,
-        iommu_faults: int | None = None,
-    ) -> PlatformState:
-        """PlatformState.evolve - a copy with the given fields replaced, the rest shared.
-
-        dataclasses.replace does the same about twice as slowly; every step goes through here.
-        """
-        return PlatformState(
-            self.ranges if ranges is None else ranges,
-            self.functions if functions is None else functions,
-            self.domains if domains is None else domains,
-            self.mappings if mappings is None else mappings,
-            self.transfers if transfers is None else transfers,
-            self.findings if findings is None else findings,
-            self.iommu_faults if iommu_faults is None else iommu_faults,
-        )
+    def evolve(self, **changes: Any) -> PlatformState:
+        """PlatformState.evolve - a copy with the given fields replaced, the rest shared."""
+        return replace(self, **changes)
 
 
 def platform_init(topo: Topology) -> PlatformState:
