@@ -118,7 +118,10 @@ def lock_init(s: KState, lock: Mutex | RwSemaphore) -> tuple[KState, LockId]:
 
 
 def lock_holders(s: KState, lock: LockId) -> tuple[Tid, ...]:
-    """lock_holders - who holds ``lock``: the mutex owner, the rwsem writer, or its readers."""
+    """lock_holders - who holds ``lock``: the mutex owner, the rwsem writer, or its readers.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     value = s.locks[lock]
     if isinstance(value, Mutex):
         return () if value.holder == NO_TID else (value.holder,)
@@ -147,7 +150,10 @@ def lockdep_assert_held(
 
 
 def mutex_is_locked(s: KState, lock: LockId) -> bool:
-    """mutex_is_locked - some thread holds the mutex ``lock``."""
+    """mutex_is_locked - some thread holds the mutex ``lock``.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     return _mutex(s, lock).holder != NO_TID
 
 
@@ -168,6 +174,7 @@ def mutex_lock_interruptible(
     """mutex_lock_interruptible - mutex_lock; -EINTR instead of sleeping with a signal pending.
 
     kernel/locking/mutex.c. Returns 0 or -EINTR.
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
     """
     m = _mutex(s, lock)
     if m.holder != NO_TID:
@@ -178,7 +185,10 @@ def mutex_lock_interruptible(
 
 
 def mutex_trylock(s: KState, tid: Tid, lock: LockId) -> tuple[KState, bool]:
-    """mutex_trylock - take the mutex if it is free; never sleeps. Returns True when taken."""
+    """mutex_trylock - take the mutex if it is free; never sleeps. Returns True when taken.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     m = _mutex(s, lock)
     if m.holder != NO_TID:
         return s, False
@@ -190,6 +200,7 @@ def mutex_unlock(s: KState, tid: Tid, lock: LockId) -> KState:
 
     kernel/locking/mutex.c. WARN when ``tid`` is not the owner; a free mutex stays free, one
     held by another thread is released anyway (DEBUG_MUTEXES behaviour).
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
     """
     m = _mutex(s, lock)
     if m.holder == tid:
@@ -205,6 +216,7 @@ def down_read(s: KState, tid: Tid, lock: LockId) -> KState | Blocked:
 
     kernel/locking/rwsem.c. Might sleep. Readers are kept sorted; a thread may appear more than
     once (recursive read).
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
     """
     r = _rwsem(s, lock)
     if r.writer != NO_TID:
@@ -213,7 +225,10 @@ def down_read(s: KState, tid: Tid, lock: LockId) -> KState | Blocked:
 
 
 def down_read_trylock(s: KState, tid: Tid, lock: LockId) -> tuple[KState, bool]:
-    """down_read_trylock - take the rwsem for reading if no writer holds it; never sleeps."""
+    """down_read_trylock - take the rwsem for reading if no writer holds it; never sleeps.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     r = _rwsem(s, lock)
     if r.writer != NO_TID:
         return s, False
@@ -221,7 +236,10 @@ def down_read_trylock(s: KState, tid: Tid, lock: LockId) -> tuple[KState, bool]:
 
 
 def up_read(s: KState, tid: Tid, lock: LockId) -> KState:
-    """up_read - drop one read hold of ``tid``; WARN (and no change) if it holds none."""
+    """up_read - drop one read hold of ``tid``; WARN (and no change) if it holds none.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     r = _rwsem(s, lock)
     if tid not in r.readers:
         return warn(s, 0, f"up_read of {_name(s, lock)} by a thread that is not a reader")
@@ -233,6 +251,7 @@ def down_write(s: KState, tid: Tid, lock: LockId) -> KState | Blocked:
     """down_write - take the rw_semaphore for writing; Blocked while anyone holds it.
 
     kernel/locking/rwsem.c. Might sleep. The Blocked names the writer, or the first reader.
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
     """
     r = _rwsem(s, lock)
     if r.writer != NO_TID or r.readers:
@@ -242,7 +261,10 @@ def down_write(s: KState, tid: Tid, lock: LockId) -> KState | Blocked:
 
 
 def down_write_trylock(s: KState, tid: Tid, lock: LockId) -> tuple[KState, bool]:
-    """down_write_trylock - take the rwsem for writing if nobody holds it; never sleeps."""
+    """down_write_trylock - take the rwsem for writing if nobody holds it; never sleeps.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     r = _rwsem(s, lock)
     if r.writer != NO_TID or r.readers:
         return s, False
@@ -251,6 +273,7 @@ def down_write_trylock(s: KState, tid: Tid, lock: LockId) -> tuple[KState, bool]
 
 def up_write(s: KState, tid: Tid, lock: LockId) -> KState:
     """up_write - release the write hold; WARN when ``tid`` is not the writer (the rwsem is
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
     still released if another thread writes, as the kernel does)."""
     r = _rwsem(s, lock)
     if r.writer == tid:
@@ -262,7 +285,10 @@ def up_write(s: KState, tid: Tid, lock: LockId) -> KState:
 
 
 def rwsem_is_locked(s: KState, lock: LockId) -> bool:
-    """rwsem_is_locked - a writer or at least one reader holds ``lock``."""
+    """rwsem_is_locked - a writer or at least one reader holds ``lock``.
+
+    Spec: core-semantics §4; drivers.md §1.7 (memory_lock), §2.3 (pages->mutex).
+    """
     r = _rwsem(s, lock)
     return r.writer != NO_TID or bool(r.readers)
 

@@ -194,6 +194,7 @@ def dma_unmap_phys(ps: PlatformState, mapping: int) -> PlatformState:
     Strict mode: when it returns the device can no longer reach the pages through an IOVA (a
     bus address, of course, still reaches the BAR: using it is the importer's bug). Unmapping
     twice is a bug in the calling model (ValueError).
+    Spec: drivers.md §6; core-semantics §5.8, §6.5.
     """
     m = ps.mappings[mapping]
     if m.state is MappingState.UNMAPPED:
@@ -278,6 +279,7 @@ def dma_submit_iova(
     reaches is whatever the device's domain translates at execution time. A write through an
     entry of an INVALIDATED DMA-API mapping is ``write_after_invalidate``. Returns the
     transfer id, or -ENODEV if the function is removed or in D3hot/D3cold.
+    Spec: drivers.md §6; core-semantics §5.8, §6.5.
     """
     ps, xid = _issue(ps, topo, dev, DmaTransfer(dev, -1, iova, write, fence))
     domain = ps.functions[topo.fn(dev)].domain
@@ -295,7 +297,10 @@ def dma_submit_iova(
 
 
 def dma_engine_pending(ps: PlatformState, dev: str) -> tuple[int, ...]:
-    """dma_engine_pending - the ids of ``dev``'s PENDING transfers, oldest first."""
+    """dma_engine_pending - the ids of ``dev``'s PENDING transfers, oldest first.
+
+    Spec: drivers.md §6; core-semantics §5.8, §6.5.
+    """
     return tuple(
         i for i, t in enumerate(ps.transfers) if t.dev == dev and t.status is TransferStatus.PENDING
     )
@@ -305,6 +310,7 @@ def dma_engine_abort(ps: PlatformState, topo: Topology, dev: str) -> PlatformSta
     """dma_engine_abort - every PENDING transfer of ``dev`` is ABORTED (reset, D3, removal).
 
     Called by the PCI events; an aborted transfer never reaches memory.
+    Spec: drivers.md §6; core-semantics §5.8, §6.5.
     """
     del topo
     pending = dma_engine_pending(ps, dev)
@@ -371,6 +377,7 @@ def dma_engine_run(ps: PlatformState, topo: Topology, dev: str) -> tuple[Platfor
     judged by the oracle; the transfer ends DONE, IOMMU_FAULT or UNSUPPORTED_REQUEST. Returns
     the transfer id, or -1 if nothing is pending (the step is then not enabled). The driver
     layer signals the transfer's fence afterwards.
+    Spec: drivers.md §6; core-semantics §5.8, §6.5.
     """
     pending = dma_engine_pending(ps, dev)
     if not pending:

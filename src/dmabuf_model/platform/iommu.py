@@ -55,6 +55,7 @@ def iommu_lookup(ps: PlatformState, domain: int, iova: int) -> IoPte | None:
     """iommu_lookup - the entry (live or stale in the IOTLB) that translates ``iova``, or None.
 
     What the hardware uses for a device access; a stale entry still translates.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     for pte in ps.domains[domain].ptes:
         if pte.iova == iova:
@@ -66,6 +67,7 @@ def iommu_iova_to_phys(ps: PlatformState, domain: int, iova: int) -> tuple[int, 
     """iommu_iova_to_phys - the (range, page) a live entry maps ``iova`` to, or None.
 
     Reads the page table only: stale IOTLB entries are not seen, as in the kernel.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     pte = iommu_lookup(ps, domain, iova)
     if pte is None or pte.stale:
@@ -78,6 +80,7 @@ def iova_alloc(ps: PlatformState, domain: int, npages: int) -> int:
 
     Lowest-first means a freed IOVA is reused by the next mapping, which is what makes a stale
     device address dangerous. Not a kernel name: alloc_iova_fast / iopt allocation.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     used = sorted(p.iova for p in ps.domains[domain].ptes)
     start = 0
@@ -90,7 +93,10 @@ def iova_alloc(ps: PlatformState, domain: int, npages: int) -> int:
 
 
 def iommu_domain_alloc(ps: PlatformState) -> tuple[PlatformState, int]:
-    """iommu_domain_alloc - a new empty paging domain; returns its id."""
+    """iommu_domain_alloc - a new empty paging domain; returns its id.
+
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
+    """
     return ps.evolve(domains=(*ps.domains, IommuDomain())), len(ps.domains)
 
 
@@ -101,6 +107,7 @@ def iommu_attach_device(
 
     ``domain`` -1 attaches no translation (an identity domain). Returns 0, or -ENODEV when
     the platform has no IOMMU and a paging domain is asked for.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     i = topo.fn(dev)
     if domain >= 0 and not topo.iommu:
@@ -115,6 +122,7 @@ def iommu_detach_device(ps: PlatformState, topo: Topology, dev: str) -> Platform
     """iommu_detach_device - ``dev`` goes back to its default DMA domain.
 
     The default domain of function index i is domain i when the platform has an IOMMU.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     i = topo.fn(dev)
     ps, _ = iommu_attach_device(ps, topo, i if topo.iommu else -1, dev)
@@ -196,12 +204,16 @@ def iommu_unmap_fast(
 
     Until iommu_iotlb_sync the device can still reach the old pages (and the oracle still
     counts the mapping as live for a revoke). Returns the number of pages unmapped.
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
     """
     return _unmap(ps, domain, iova, npages, sync=False)
 
 
 def iommu_iotlb_sync(ps: PlatformState, domain: int) -> PlatformState:
-    """iommu_iotlb_sync - flush ``domain``'s IOTLB: stale entries stop translating."""
+    """iommu_iotlb_sync - flush ``domain``'s IOTLB: stale entries stop translating.
+
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
+    """
     d = ps.domains[domain]
     if not any(p.stale for p in d.ptes):
         return ps
@@ -209,7 +221,10 @@ def iommu_iotlb_sync(ps: PlatformState, domain: int) -> PlatformState:
 
 
 def iommu_flush_iotlb_all(ps: PlatformState, domain: int) -> PlatformState:
-    """iommu_flush_iotlb_all - same effect as iommu_iotlb_sync in this model."""
+    """iommu_flush_iotlb_all - same effect as iommu_iotlb_sync in this model.
+
+    Spec: drivers.md §2.1-§2.2 (iommu_map/iommu_unmap by iommufd), §6 (IOVA for THRU_HOST_BRIDGE).
+    """
     return iommu_iotlb_sync(ps, domain)
 
 

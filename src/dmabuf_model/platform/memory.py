@@ -63,7 +63,10 @@ class MemRange:
 
 
 def range_gen(ps: PlatformState, range_id: int) -> int:
-    """range_gen - the current generation of range ``range_id``."""
+    """range_gen - the current generation of range ``range_id``.
+
+    Spec: core-semantics §5.8 (no reuse while importers may reach it), drivers.md §5.1, §6.
+    """
     return len(ps.ranges[range_id].history)
 
 
@@ -71,6 +74,7 @@ def range_bump(ps: PlatformState, range_id: int, cause: GenCause) -> PlatformSta
     """range_bump - end the current generation of ``range_id`` because of ``cause``.
 
     Called by the PCI events and by ram_free; not a kernel function.
+    Spec: core-semantics §5.8 (no reuse while importers may reach it), drivers.md §5.1, §6.
     """
     r = ps.ranges[range_id]
     new = MemRange((*r.history, cause), r.allocated, r.revoked)
@@ -85,6 +89,7 @@ def ram_alloc(
     Models the page allocator behind a heap or memfd allocation: freed regions are handed out
     again, lowest first, so a stale mapping of a freed region meets its reuse.
     Returns the range id, or -ENOMEM when no region (or not ``range_id``) is free.
+    Spec: core-semantics §5.8 (no reuse while importers may reach it), drivers.md §5.1, §6.
     """
     candidates = topo.ram_ranges if range_id is None else (range_id,)
     for r in candidates:
@@ -100,6 +105,7 @@ def ram_free(ps: PlatformState, topo: Topology, range_id: int) -> PlatformState:
     """ram_free - give RAM region ``range_id`` back; its generation ends (FREED).
 
     Freeing a region that is not allocated is a bug in the model that calls it (ValueError).
+    Spec: core-semantics §5.8 (no reuse while importers may reach it), drivers.md §5.1, §6.
     """
     info = topo.ranges[range_id]
     if info.kind is not RangeKind.SYSTEM_RAM:

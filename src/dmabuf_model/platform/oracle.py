@@ -109,7 +109,10 @@ class Finding:
 
 
 def record_finding(ps: PlatformState, finding: Finding) -> PlatformState:
-    """record_finding - add ``finding`` once; the tuple stays sorted. IOMMU faults are counted."""
+    """record_finding - add ``finding`` once; the tuple stays sorted. IOMMU faults are counted.
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     if finding.kind is FindingKind.IOMMU_FAULT:
         ps = ps.evolve(iommu_faults=ps.iommu_faults + 1)
     if finding in ps.findings:
@@ -126,6 +129,7 @@ def check_reach(
     short reason, and whether the access completes (False: Unsupported Request, nobody
     decodes the address). Precedence: a changed generation (worst cause first), a free RAM
     region, a BAR not decoding, a revoked range.
+    Spec: core-semantics §5.8, §6.5, §10 #22.
     """
     r = ps.ranges[range_id]
     info = topo.ranges[range_id]
@@ -179,7 +183,10 @@ def oracle_revoke_complete(ps: PlatformState, topo: Topology, range_id: int) -> 
 
 
 def oracle_unrevoke(ps: PlatformState, topo: Topology, range_id: int) -> PlatformState:
-    """oracle_unrevoke - the exporter allows access to ``range_id`` again (VFIO unrevoke)."""
+    """oracle_unrevoke - the exporter allows access to ``range_id`` again (VFIO unrevoke).
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     del topo
     r = ps.ranges[range_id]
     if not r.revoked:
@@ -188,23 +195,35 @@ def oracle_unrevoke(ps: PlatformState, topo: Topology, range_id: int) -> Platfor
 
 
 def violations(ps: PlatformState) -> tuple[Finding, ...]:
-    """violations - the findings that are property violations, in sorted order."""
+    """violations - the findings that are property violations, in sorted order.
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     return tuple(f for f in ps.findings if f.violation)
 
 
 def no_dma_violation(ps: PlatformState) -> bool:
-    """no_dma_violation - the property: the oracle found nothing but safe faults."""
+    """no_dma_violation - the property: the oracle found nothing but safe faults.
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     return all(not f.violation for f in ps.findings)
 
 
 def findings_of(ps: PlatformState, kind: FindingKind | str) -> tuple[Finding, ...]:
-    """findings_of - the findings of one kind (a FindingKind or its name)."""
+    """findings_of - the findings of one kind (a FindingKind or its name).
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     k = FindingKind(kind)
     return tuple(f for f in ps.findings if f.kind is k)
 
 
 def has_finding(ps: PlatformState, kind: FindingKind | str) -> bool:
-    """has_finding - true when at least one finding of ``kind`` was recorded."""
+    """has_finding - true when at least one finding of ``kind`` was recorded.
+
+    Spec: core-semantics §5.8, §6.5, §10 #22.
+    """
     return bool(findings_of(ps, kind))
 
 

@@ -230,6 +230,7 @@ def pci_hot_add(ps: PlatformState, topo: Topology, fn: str) -> PlatformState:
     generation ends with REASSIGNED, so a stale address now reaches someone else's memory.
     The new function starts in D0 with memory decode on and no IOMMU domain change. A
     present function is left alone.
+    Spec: drivers.md §1.4, §6.
     """
     i = topo.fn(fn)
     if ps.functions[i].present:
@@ -246,6 +247,7 @@ def pci_reassign_resource(
 
     Anything still holding the old address reaches memory that is no longer this BAR's:
     the generation ends with REASSIGNED.
+    Spec: drivers.md §1.4, §6.
     """
     return range_bump(ps, topo.bar(fn, bar), GenCause.REASSIGNED)
 
